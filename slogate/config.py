@@ -1,0 +1,187 @@
+"""The run's settings, parsed and validated from the command line once per session.
+
+Every bad value becomes a ``ConfigError`` naming the option and the accepted form; the
+plugin turns it into ``pytest.UsageError``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from slogate.errors import ConfigError
+from slogate.matrix import Overrides, parse_lengths
+from slogate.slo import parse_slo_option
+
+ENGINES = ("sim", "vllm", "sglang", "ollama", "llamacpp", "external")
+
+
+@dataclass(frozen=True)
+class Settings:
+    engine: str = "sim"
+    model: str | None = None
+    tokenizer: str | None = None
+    engine_args: tuple[str, ...] = ()
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    matrix: Path | None = None
+    slo_overrides: dict[str, float] = field(default_factory=dict)
+    reports_dir: Path = Path("reports")
+    overrides: Overrides = Overrides()
+    sim_profile: str = "default"
+    sim_time_scale: float = 1.0
+    startup_timeout_s: float = 600.0
+    rootdir: Path = Path(".")
+
+    @property
+    def served_model(self) -> str:
+        """The model name sent in requests."""
+        if self.model:
+            return self.model
+        return "sim-model" if self.engine == "sim" else ""
+
+
+def _csv(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def parse_int_list(text: str, option: str) -> tuple[int, ...]:
+    out = []
+    for part in _csv(text):
+        if not part.isdigit() or int(part) <= 0:
+            raise ConfigError(
+                f"{option} {text!r}: {part!r} is not a positive integer; "
+                f"expected a comma-separated list such as {option} 1,64,256"
+            )
+        out.append(int(part))
+    if not out:
+        raise ConfigError(f"{option}: empty; expected e.g. {option} 1,64,256")
+    return tuple(out)
+
+
+def parse_float_list(text: str, option: str) -> tuple[float, ...]:
+    out = []
+    for part in _csv(text):
+        try:
+            value = float(part)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigError(
+                f"{option} {text!r}: {part!r} is not a positive number; "
+                f"expected e.g. {option} 1,2.5,10"
+            )
+        out.append(value)
+    if not out:
+        raise ConfigError(f"{option}: empty; expected e.g. {option} 1,2.5,10")
+    return tuple(out)
+
+
+def settings_from_options(opt: Any, rootdir: Path) -> Settings:
+    """Build ``Settings`` from pytest's parsed options (``config.option``)."""
+    engine = opt.slogate_engine
+    if engine not in ENGINES:
+        raise ConfigError(
+            f"--engine {engine!r}: unknown engine; choose one of {', '.join(ENGINES)}"
+        )
+
+    base_url = opt.slogate_base_url
+    if engine == "external" and not base_url:
+        raise ConfigError(
+            "--engine external needs --base-url, e.g. --base-url http://127.0.0.1:8000"
+        )
+    if base_url and not base_url.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"--base-url {base_url!r}: expected an http(s) URL such as http://127.0.0.1:8000"
+        )
+    if base_url and engine not in ("external",):
+        raise ConfigError(
+            f"--base-url is for an endpoint that is already running: add --engine external "
+            f"(got --engine {engine})"
+        )
+
+    try:
+        engine_args = tuple(shlex.split(opt.slogate_engine_args or ""))
+    except ValueError as exc:
+        raise ConfigError(
+            f"--engine-args: cannot split {opt.slogate_engine_args!r}: {exc}"
+        ) from None
+
+    slos: dict[str, float] = {}
+    for text in opt.slogate_slo or []:
+        name, value = parse_slo_option(text)
+        slos[name] = value
+
+    matrix = Path(opt.slogate_matrix) if opt.slogate_matrix else None
+    if matrix is not None and not matrix.is_absolute() and not matrix.exists():
+        candidate = rootdir / matrix
+        if not candidate.exists() and (rootdir / "matrices" / matrix).exists():
+            candidate = rootdir / "matrices" / matrix
+        matrix = candidate
+    if matrix is not None and not matrix.is_file():
+        raise ConfigError(f"--matrix {opt.slogate_matrix}: no such file")
+
+    num_prompts = opt.slogate_num_prompts
+    if num_prompts is not None:
+        if not num_prompts.isdigit() or int(num_prompts) <= 0:
+            raise ConfigError(f"--num-prompts {num_prompts!r}: expected a positive integer")
+        num_prompts = int(num_prompts)
+
+    conc = (
+        parse_int_list(opt.slogate_concurrency, "--concurrency") if opt.slogate_concurrency else ()
+    )
+    rates = (
+        parse_float_list(opt.slogate_request_rate, "--request-rate")
+        if opt.slogate_request_rate
+        else ()
+    )
+    lengths: tuple[tuple[int, int], ...] = ()
+    if opt.slogate_lengths:
+        lengths = tuple(parse_lengths(x, "--lengths") for x in _csv(opt.slogate_lengths))
+        if not lengths:
+            raise ConfigError("--lengths: empty; expected e.g. --lengths 128x128,256x256")
+
+    time_scale = opt.slogate_sim_time_scale
+    try:
+        time_scale = float(time_scale)
+    except ValueError:
+        time_scale = math.nan
+    if not (math.isfinite(time_scale) and time_scale > 0):
+        raise ConfigError(
+            f"--sim-time-scale {opt.slogate_sim_time_scale!r}: expected a number > 0, e.g. 10"
+        )
+
+    model = opt.slogate_model
+    if model and engine in ("vllm", "sglang", "llamacpp") and model.startswith(("/", ".")):
+        if not Path(model).exists():
+            raise ConfigError(
+                f"--model {model}: no such path; give the model directory the engine should load"
+            )
+
+    api_key = opt.slogate_api_key or os.environ.get("SLOGATE_API_KEY") or None
+    reports = Path(opt.slogate_reports_dir)
+    if not reports.is_absolute():
+        reports = rootdir / reports if opt.slogate_reports_dir == "reports" else reports.resolve()
+
+    return Settings(
+        engine=engine,
+        model=model,
+        tokenizer=opt.slogate_tokenizer,
+        engine_args=engine_args,
+        base_url=base_url.rstrip("/") if base_url else None,
+        api_key=api_key,
+        matrix=matrix,
+        slo_overrides=slos,
+        reports_dir=reports,
+        overrides=Overrides(
+            concurrency=conc, request_rate=rates, lengths=lengths, num_prompts=num_prompts
+        ),
+        sim_profile=opt.slogate_sim_profile,
+        sim_time_scale=time_scale,
+        startup_timeout_s=float(opt.slogate_startup_timeout),
+        rootdir=rootdir,
+    )

@@ -1,0 +1,97 @@
+"""What every engine module answers, and the running endpoint the tests talk to."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+
+from slogate.config import Settings
+from slogate.server import EngineProcess, LogDiagnosis
+
+
+@dataclass
+class Endpoint:
+    """An engine that is up: where to send requests and what it is."""
+
+    engine: str
+    base_url: str
+    model: str
+    api_key: str | None = field(default=None, repr=False)
+    info: dict[str, Any] = field(default_factory=dict)  # version, profile, command ...
+    process: EngineProcess | None = None
+    metrics_path: str | None = "/metrics"
+
+    def check_alive(self) -> None:
+        if self.process is not None:
+            self.process.check_alive()
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How to start an engine locally."""
+
+    argv: Sequence[str]
+    base_url: str
+    env: dict[str, str] | None = None
+    pass_fds: Sequence[int] = ()
+
+
+class Engine(Protocol):
+    name: str
+
+    def launch(self, settings: Settings, workdir: Path) -> tuple[Launch, list[Any]]:
+        """The command to run and any resources (sockets) to close once it has started."""
+        ...
+
+    def probe(self, client: httpx.Client, base_url: str, model: str) -> str | None:
+        """None when ready, else why not."""
+        ...
+
+    def describe(self, client: httpx.Client, base_url: str) -> dict[str, Any]:
+        """Version and anything else worth recording about the running engine."""
+        ...
+
+    def diagnose(self, log: str) -> LogDiagnosis | None: ...
+
+
+#: Startup failures common to every engine: (pattern, what happened, what to try).
+COMMON_FAILURES: list[tuple[str, str, str]] = [
+    (
+        r"[Aa]ddress already in use|Errno 98",
+        "the port is already in use",
+        "another server is listening there; stop it or let slogate pick a free port",
+    ),
+    (
+        r"CUDA out of memory|torch\.OutOfMemoryError|OutOfMemoryError",
+        "CUDA ran out of memory",
+        "lower --gpu-memory-utilization / --mem-fraction-static, --max-model-len or "
+        "--max-num-seqs, or use more GPUs (tensor parallel)",
+    ),
+    (
+        r"NCCL error|NCCL Error",
+        "NCCL failed (multi-GPU communication)",
+        "check the GPUs are visible (--gpus all), give the container enough shared memory "
+        "(--shm-size / --ipc=host), set VLLM_HOST_IP/HOST_IP on dual-stack hosts, and rerun "
+        "with NCCL_DEBUG=INFO for details",
+    ),
+]
+
+
+def diagnose_with(patterns: list[tuple[str, str, str]], log: str) -> LogDiagnosis | None:
+    for pattern, what, hint in patterns:
+        if re.search(pattern, log):
+            return LogDiagnosis(what, hint)
+    return None
+
+
+def http_probe(client: httpx.Client, url: str) -> str | None:
+    try:
+        resp = client.get(url, timeout=5.0)
+    except httpx.HTTPError as exc:
+        return f"GET {url}: {type(exc).__name__}"
+    return None if resp.status_code == 200 else f"GET {url}: HTTP {resp.status_code}"

@@ -1,0 +1,209 @@
+"""slogate's pytest plugin: options, hooks and registration; declarations only.
+
+The work lives in modules named for their domain: settings in ``config``, the run in
+``session``, the engine in ``engines``, the load in ``loadgen``.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from slogate.config import ENGINES, Settings, settings_from_options
+from slogate.errors import ConfigError
+from slogate.session import SlogateSession
+
+SESSION_KEY = pytest.StashKey[SlogateSession]()
+SETTINGS_KEY = pytest.StashKey[Settings]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("slogate", "slogate: LLM serving performance")
+    add = group.addoption
+    add(
+        "--engine",
+        dest="slogate_engine",
+        default="sim",
+        metavar="NAME",
+        help=f"engine to start: {', '.join(ENGINES)} (default: sim, the built-in simulator)",
+    )
+    add(
+        "--model",
+        dest="slogate_model",
+        default=None,
+        metavar="PATH_OR_NAME",
+        help="model path or name passed to the engine; its tokenizer.json makes prompts exact",
+    )
+    add(
+        "--tokenizer",
+        dest="slogate_tokenizer",
+        default=None,
+        metavar="PATH",
+        help="tokenizer.json or a directory holding one (default: the model directory)",
+    )
+    add(
+        "--engine-args",
+        dest="slogate_engine_args",
+        default="",
+        metavar='"ARGS"',
+        help="extra arguments appended to the engine command",
+    )
+    add(
+        "--base-url",
+        dest="slogate_base_url",
+        default=None,
+        metavar="URL",
+        help="with --engine external: an endpoint already running, e.g. http://127.0.0.1:8000",
+    )
+    add(
+        "--api-key",
+        dest="slogate_api_key",
+        default=None,
+        metavar="KEY",
+        help="bearer key for the engine (or SLOGATE_API_KEY); never written to any report",
+    )
+    add(
+        "--matrix",
+        dest="slogate_matrix",
+        default=None,
+        metavar="FILE",
+        help="sweep definition (default: matrices/default.yaml for -m sweep, "
+        "matrices/smoke.yaml for -m smoke)",
+    )
+    add(
+        "--slo",
+        dest="slogate_slo",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a threshold for every case, e.g. --slo p99_ttft_ms=2000 (repeatable)",
+    )
+    add(
+        "--reports-dir",
+        dest="slogate_reports_dir",
+        default="reports",
+        metavar="DIR",
+        help="where results are written (default: reports/)",
+    )
+    add(
+        "--concurrency",
+        dest="slogate_concurrency",
+        default=None,
+        metavar="1,64,256",
+        help="run these concurrency levels instead of the matrix's",
+    )
+    add(
+        "--request-rate",
+        dest="slogate_request_rate",
+        default=None,
+        metavar="1,2.5",
+        help="open loop: run these request rates (req/s, Poisson) instead of the matrix's load",
+    )
+    add(
+        "--lengths",
+        dest="slogate_lengths",
+        default=None,
+        metavar="128x128,256x256",
+        help="run these INPUTxOUTPUT length pairs instead of the matrix's",
+    )
+    add(
+        "--num-prompts",
+        dest="slogate_num_prompts",
+        default=None,
+        metavar="N",
+        help="measured requests per case instead of the matrix's",
+    )
+    add(
+        "--sim-profile",
+        dest="slogate_sim_profile",
+        default="default",
+        metavar="NAME",
+        help="simulator profile: default, h20-deepseek-r1-vllm, h20-deepseek-r1-sglang",
+    )
+    add(
+        "--sim-time-scale",
+        dest="slogate_sim_time_scale",
+        default="1",
+        metavar="X",
+        help="run the simulator X times faster than real time (reports state the scale)",
+    )
+    add(
+        "--startup-timeout",
+        dest="slogate_startup_timeout",
+        default=600.0,
+        type=float,
+        metavar="S",
+        help="seconds an engine may take to become ready (default 600)",
+    )
+    # fmt: skip
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """Validate options before anything runs: bad input is a usage error, not a traceback."""
+    try:
+        settings = settings_from_options(config.option, Path(config.rootpath))
+        if settings.engine == "sim":
+            from slogate.sim.profiles import PROFILES
+
+            if settings.sim_profile not in PROFILES:
+                raise ConfigError(
+                    f"--sim-profile {settings.sim_profile!r}: unknown; "
+                    f"choose one of {', '.join(PROFILES)}"
+                )
+        if settings.matrix is not None:
+            SlogateSession(settings).matrix(settings.matrix)  # validate early
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.stash[SETTINGS_KEY] = settings
+    if getattr(config.option, "allure_report_dir", None) is None:
+        config.option.allure_report_dir = str(settings.reports_dir / "allure-results")
+        config.option.clean_alluredir = True
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    settings = config.stash.get(SETTINGS_KEY, None)
+    if settings is None:
+        return
+    session = SlogateSession(settings)
+    config.stash[SESSION_KEY] = session
+    config.pluginmanager.register(session, "slogate-session")
+    config.add_cleanup(lambda: config.pluginmanager.unregister(session))
+    _install_sigterm_handler(config)
+
+
+def _install_sigterm_handler(config: pytest.Config) -> None:
+    """SIGTERM ends the run like Ctrl-C, so fixtures tear the engine down."""
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt("SIGTERM")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, on_sigterm)
+    except ValueError:  # not the main thread (e.g. embedded runs)
+        return
+    config.add_cleanup(lambda: signal.signal(signal.SIGTERM, previous))
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize ``case`` from the matrix: ``--matrix``, else the test's ``matrix`` marker."""
+    if "case" not in metafunc.fixturenames:
+        return
+    session = metafunc.config.stash[SESSION_KEY]
+    path = session.settings.matrix
+    if path is None:
+        marker = metafunc.definition.get_closest_marker("matrix")
+        name = marker.args[0] if marker and marker.args else "default.yaml"
+        path = session.settings.rootdir / "matrices" / name
+    try:
+        cases = session.matrix(path).cases
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    metafunc.parametrize("case", cases, ids=[c.id for c in cases], scope="function")
+
+
+def get_session(config: pytest.Config) -> SlogateSession:
+    return config.stash[SESSION_KEY]

@@ -1,0 +1,307 @@
+"""The run's session: owns the settings, runs each case, and writes its results at once.
+
+One ``SlogateSession`` per pytest session, registered as a plugin.  Each case is written
+as soon as it finishes (its JSON, its requests, a fresh ``summary.csv``), so a sweep that
+is interrupted keeps everything it measured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import platform
+import shutil
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from slogate import __version__
+from slogate.config import Settings
+from slogate.engines.base import Endpoint
+from slogate.errors import EngineDiedError
+from slogate.loadgen.dataset import Tokenizer, random_prompts
+from slogate.loadgen.runner import LoadSpec, Progress, raise_fd_limit, run_load
+from slogate.matrix import Case, Matrix, load_matrix
+from slogate.metrics import summarize
+from slogate.outcome import CaseResult, validity_problems
+from slogate.report import allure as allure_report
+from slogate.report.results import result_json, write_case
+from slogate.report.summary import write_summary
+from slogate.slo import check, per_request_limits
+
+ProgressSink = Callable[[str, bool], None]
+
+
+class SlogateSession:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.results: list[CaseResult] = []
+        self.run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+        self.run_info: dict[str, Any] = {
+            "run_id": self.run_id,
+            "slogate_version": __version__,
+            "engine": settings.engine,
+            "model": settings.served_model,
+            "host": socket.gethostname(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "user": _user(),
+            "command": " ".join(_redact(sys.argv)),
+        }
+        self._matrices: dict[Path, Matrix] = {}
+        self._prepared = False
+        self.endpoint: Endpoint | None = None
+
+    # -- paths ----------------------------------------------------------------------------
+    @property
+    def reports_dir(self) -> Path:
+        return self.settings.reports_dir
+
+    @property
+    def results_dir(self) -> Path:
+        return self.reports_dir / "results"
+
+    @property
+    def allure_dir(self) -> Path:
+        return self.reports_dir / "allure-results"
+
+    @property
+    def summary_path(self) -> Path:
+        return self.reports_dir / "summary.csv"
+
+    # -- matrices -------------------------------------------------------------------------
+    def matrix(self, path: Path) -> Matrix:
+        path = path.resolve()
+        if path not in self._matrices:
+            matrix = load_matrix(path, self.settings.overrides)
+            if self.settings.slo_overrides:
+                cases = tuple(c.with_slo(self.settings.slo_overrides) for c in matrix.cases)
+                matrix = Matrix(matrix.name, matrix.description, matrix.path, cases)
+            self._matrices[path] = matrix
+        return self._matrices[path]
+
+    # -- running --------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Before the first case: clear the previous run's results (only then)."""
+        if self._prepared:
+            return
+        self._prepared = True
+        if self.results_dir.exists():
+            shutil.rmtree(self.results_dir)
+        self.summary_path.unlink(missing_ok=True)
+        self.results_dir.mkdir(parents=True, exist_ok=True)
+
+    def attach_endpoint(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.run_info.update({f"engine_{k}": v for k, v in endpoint.info.items()})
+        self.run_info["base_url"] = endpoint.base_url
+        self.run_info["model"] = endpoint.model
+        allure_report.write_environment(self.allure_dir, self.run_info)
+
+    def run(
+        self,
+        case: Case,
+        endpoint: Endpoint,
+        tokenizer: Tokenizer,
+        progress: ProgressSink | None = None,
+    ) -> CaseResult:
+        """Measure one case and write its results; the verdict is in the returned result."""
+        self.prepare()
+        endpoint.check_alive()
+        allure_report.label_case(
+            case.id,
+            endpoint.engine,
+            endpoint.model,
+            {
+                "concurrency": case.concurrency,
+                "request_rate": case.request_rate,
+                "input_len": case.input_len,
+                "output_len": case.output_len,
+            },
+        )
+        prompts = random_prompts(
+            tokenizer, case.num_prompts, case.input_len, case.output_len,
+            case.range_ratio, case.seed,
+        )  # fmt: skip
+        warmup = random_prompts(
+            tokenizer, case.warmup_requests, case.input_len, min(case.output_len, 16),
+            case.range_ratio, case.seed + 1,
+        )  # fmt: skip
+        spec = LoadSpec(
+            base_url=endpoint.base_url,
+            model=endpoint.model,
+            endpoint=case.endpoint,
+            concurrency=case.concurrency,
+            request_rate=case.request_rate,
+            burstiness=case.burstiness,
+            ignore_eos=case.ignore_eos,
+            request_timeout_s=case.request_timeout_s,
+            stall_timeout_s=case.stall_timeout_s,
+            api_key=endpoint.api_key,
+            seed=case.seed,
+        )
+        raise_fd_limit((case.concurrency or 256) * 2 + 256)
+        started = time.time()
+
+        def on_progress(p: Progress) -> None:
+            if progress is not None:
+                progress(_progress_line(case, p), False)
+
+        load = run_load(spec, prompts, warmup, tokenizer, on_progress)
+        limits = per_request_limits(case.slo)
+        summary = summarize(load.records, limits)
+        result = CaseResult(
+            case=case,
+            engine=endpoint.engine,
+            model=endpoint.model,
+            summary=summary,
+            records=load.records,
+            client=load.client,
+            started_at=started,
+            time_scale=float(endpoint.info.get("time_scale") or 1.0),
+        )
+        try:
+            endpoint.check_alive()
+        except EngineDiedError as exc:
+            result.verdict, result.problems = "error", [str(exc).splitlines()[0]]
+            self._record(result)
+            raise
+        problems = validity_problems(case, summary, load.client)
+        if summary["completed"] == 0 and summary["errors_by_class"]["connection_error"]:
+            result.verdict = "error"
+            result.problems = ["no request could reach the engine: " + _first_error(load.records)]
+        elif problems:
+            result.verdict, result.problems = "invalid", problems
+        else:
+            result.breaches = check(summary, case.slo)
+            result.verdict = "fail" if result.breaches else "pass"
+        self._record(result)
+        if progress is not None:
+            progress(_final_line(result), True)
+        return result
+
+    def _record(self, result: CaseResult) -> None:
+        self.results = [r for r in self.results if r.case.id != result.case.id] + [result]
+        info = dict(self.run_info, tokenizer=self.run_info.get("tokenizer"))
+        write_case(self.results_dir, result, info)
+        write_summary(self.summary_path, self.results)
+        with contextlib.suppress(Exception):  # Allure is an extra; never lose a result to it
+            allure_report.attach_case(result, result_json(result, info))
+
+    # -- pytest hooks ---------------------------------------------------------------------
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.results:
+            return
+        tr = terminalreporter
+        tr.section("slogate")
+        counts: dict[str, int] = {}
+        for r in self.results:
+            counts[r.verdict] = counts.get(r.verdict, 0) + 1
+        tr.write_line(
+            f"{len(self.results)} case(s): "
+            + ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
+        )
+        tr.write_line(f"summary:   {self.summary_path}")
+        tr.write_line(f"per case:  {self.results_dir}/serving_benchmark_*.json")
+        tr.write_line(f"requests:  {self.results_dir / 'requests'}/*.requests.jsonl")
+        tr.write_line(f"allure:    {self.allure_dir}  (python -m slogate report)")
+        if self.endpoint and self.endpoint.process:
+            tr.write_line(f"engine log: {self.endpoint.process.log_path}")
+
+
+def _progress_line(case: Case, p: Progress) -> str:
+    rate = p.approx_output_tokens / p.elapsed_s if p.elapsed_s > 0 else 0.0
+    return (
+        f"  {case.id:<22} {p.done:>5}/{p.total:<5} requests  {p.errors} errors  "
+        f"~{rate:,.0f} out tok/s  {p.elapsed_s:5.1f}s"
+    )
+
+
+def _final_line(r: CaseResult) -> str:
+    s = r.summary
+    ttft = s["mean_ttft_ms"]
+    tpot = s["mean_tpot_ms"]
+    return (
+        f"  {r.case.id:<22} {s['completed']:>5}/{s['num_prompts']:<5} ok  "
+        f"{s['failed']} failed  {s['output_throughput']:,.0f} out tok/s  "
+        f"TTFT {ttft if ttft is None else round(ttft, 1)} ms  "
+        f"TPOT {tpot if tpot is None else round(tpot, 2)} ms  -> {r.verdict}"
+    )
+
+
+def _first_error(records: list[Any]) -> str:
+    return next((r.error for r in records if r.error), "unknown error")
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+_SECRET_OPTIONS = ("--api-key",)
+
+
+def _redact(argv: list[str]) -> list[str]:
+    """Command line with secret option values replaced."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            out.append("***")
+            skip = False
+            continue
+        name, eq, _ = arg.partition("=")
+        if name in _SECRET_OPTIONS:
+            if eq:
+                out.append(f"{name}=***")
+            else:
+                out.append(arg)
+                skip = True
+            continue
+        out.append(arg)
+    return out
+
+
+@contextlib.contextmanager
+def suspend_capture(config: pytest.Config) -> Iterator[None]:
+    capman = config.pluginmanager.getplugin("capturemanager")
+    if capman is None:
+        yield
+        return
+    with capman.global_and_fixture_disabled():
+        yield
+
+
+def make_progress_sink(config: pytest.Config) -> ProgressSink:
+    """Live progress on the terminal: one rewritten line on a tty, periodic lines otherwise."""
+    tr = config.pluginmanager.getplugin("terminalreporter")
+    tty = bool(tr and tr.isatty())
+    last = [0.0]
+
+    def sink(line: str, final: bool) -> None:
+        if tr is None or config.option.verbose < 0:
+            return
+        now = time.monotonic()
+        if not final and not tty and now - last[0] < 10:
+            return
+        last[0] = now
+        with suspend_capture(config):
+            if tty:
+                tr._tw.write("\r" + line.ljust(100)[:120], flush=True)
+                if final:
+                    tr._tw.write("\n")
+            else:
+                tr.write_line(line)
+
+    return sink
+
+
+__all__ = ["SlogateSession", "make_progress_sink"]
