@@ -210,14 +210,32 @@ class EngineProcess:
                     p.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=5)
+        # SIGKILL is asynchronous: wait until the processes are really gone, so the next
+        # engine (or the next CI job) finds the port and the GPU memory free.
+        end = time.monotonic() + 5.0
+        while time.monotonic() < end and (self._group_alive(pgid) or self._any_descendant()):
+            time.sleep(0.05)
         self.proc = None
+
+    def _any_descendant(self) -> bool:
+        for pid, created in self._descendants.items():
+            with contextlib.suppress(psutil.Error):
+                p = psutil.Process(pid)
+                if p.create_time() == created and p.status() != psutil.STATUS_ZOMBIE:
+                    return True
+        return False
 
     @staticmethod
     def _group_alive(pgid: int) -> bool:
+        """True while a live (non-zombie) process remains in the group."""
         try:
             os.killpg(pgid, 0)
         except ProcessLookupError:
             return False
         except PermissionError:
             return True
-        return True
+        for p in psutil.process_iter(["status"]):
+            with contextlib.suppress(psutil.Error):
+                if p.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(p.pid) == pgid:
+                    return True
+        return False

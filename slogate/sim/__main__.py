@@ -1,0 +1,166 @@
+"""Command line of the simulator: ``python -m slogate.sim``.
+
+    python -m slogate.sim [--host 127.0.0.1] [--port 8000 | --fd FD] [--profile default]
+                          [--time-scale 1.0] [--model sim-model] [--max-num-seqs N] [--seed 0]
+
+``--fd`` serves on an already-listening socket inherited from the parent (bound to port 0
+there and passed with ``pass_fds``), so there is no window in which another process can
+take the port; the URL printed is then the socket's own address.
+
+Once listening it prints exactly one line to stdout,
+``slogate-sim ready: profile=<p> time_scale=<x> url=http://host:port``, and it exits
+promptly on SIGTERM or SIGINT.  Bad arguments give a one-line error and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from typing import NoReturn
+
+from aiohttp import web
+
+from slogate.sim.engine import Engine
+from slogate.sim.profiles import PROFILES, Profile
+from slogate.sim.server import SimServer
+
+
+class _Parser(argparse.ArgumentParser):
+    # One line, no usage block: the launcher shows the log tail, which should say it all.
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be in {low}..{high}, got {value}")
+        return value
+
+    return parse
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    names = sorted(PROFILES)
+    parser = _Parser(
+        prog="python -m slogate.sim",
+        description="OpenAI-compatible simulator of a continuous-batching LLM engine.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument(
+        "--port", type=_int_in(0, 65535), default=8000, help="port (ignored with --fd)"
+    )
+    parser.add_argument(
+        "--fd",
+        type=_int_in(0, 1 << 20),
+        default=None,
+        help="serve on this inherited, listening socket",
+    )
+    parser.add_argument(
+        "--profile",
+        default="default",
+        choices=names,
+        metavar="PROFILE",
+        help=f"timing profile, one of: {', '.join(names)}",
+    )
+    parser.add_argument(
+        "--time-scale",
+        type=_positive_float,
+        default=1.0,
+        help="run this many times faster than the profile's real time",
+    )
+    parser.add_argument("--model", default="sim-model", help="served model name")
+    parser.add_argument(
+        "--max-num-seqs",
+        type=_int_in(1, 1 << 20),
+        default=None,
+        help="override the profile's running-sequence limit",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the end-of-sequence draws")
+    args = parser.parse_args(argv)
+    if not args.model.strip():
+        parser.error("--model must not be empty")
+    if args.fd is not None:
+        try:
+            args.sock = socket.socket(fileno=args.fd)
+        except OSError as e:
+            parser.error(f"--fd {args.fd} is not a usable socket: {e}")
+    else:
+        args.sock = None
+    return args
+
+
+async def serve(args: argparse.Namespace, profile: Profile) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    engine = Engine(profile, time_scale=args.time_scale, seed=args.seed)
+    server = SimServer(engine, model=args.model, profile=profile)
+    # handler_cancellation: a client that disconnects cancels its handler, which frees
+    # the request's slot; access_log=None: logging every request costs CPU at 1k streams.
+    runner = web.AppRunner(
+        server.app(), handler_cancellation=True, access_log=None, shutdown_timeout=2.0
+    )
+    await runner.setup()
+    try:
+        if args.sock is not None:
+            site: web.BaseSite = web.SockSite(runner, args.sock)
+        else:
+            site = web.TCPSite(runner, args.host, args.port)
+        await site.start()
+        engine.start()
+        if args.sock is not None:
+            host, port = args.sock.getsockname()[:2]
+        else:
+            host, port = runner.addresses[0][:2]
+        if ":" in host:
+            host = f"[{host}]"
+        print(
+            f"slogate-sim ready: profile={profile.name} time_scale={args.time_scale:g} "
+            f"url=http://{host}:{port}",
+            flush=True,
+        )
+        await stop.wait()
+    finally:
+        # Release waiting handlers first so the runner does not wait out its timeout.
+        await engine.close()
+        await runner.cleanup()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    profile = PROFILES[args.profile]
+    if args.max_num_seqs is not None:
+        profile = dataclasses.replace(profile, max_num_seqs=args.max_num_seqs)
+    try:
+        asyncio.run(serve(args, profile))
+    except OSError as e:
+        # Typically "[Errno 98] address already in use": say it in one line.
+        print(f"slogate-sim: error: cannot serve: {e}", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
