@@ -217,11 +217,11 @@ def expand(
     _check_keys(data, _TOP, where)
     defaults_raw = data.get("defaults") or {}
     if not isinstance(defaults_raw, dict):
-        raise ConfigError(f"{where}.defaults: expected a mapping, got {defaults_raw!r}")
-    _check_keys(defaults_raw, set(_SETTINGS), f"{where}.defaults")
+        raise ConfigError(f"{where}: defaults: expected a mapping, got {defaults_raw!r}")
+    _check_keys(defaults_raw, set(_SETTINGS), f"{where}: defaults")
     defaults = dict(_DEFAULTS)
     for key, value in defaults_raw.items():
-        defaults[key] = _check_setting(key, value, f"{where}.defaults")
+        defaults[key] = _check_setting(key, value, f"{where}: defaults")
 
     blocks = data.get("sweep")
     if not isinstance(blocks, list) or not blocks:
@@ -229,7 +229,7 @@ def expand(
 
     cases: list[Case] = []
     for i, block in enumerate(blocks):
-        bw = f"{where}.sweep[{i}]"
+        bw = f"{where}: sweep[{i}]"
         if not isinstance(block, dict):
             raise ConfigError(f"{bw}: expected a mapping with lengths and concurrency")
         _check_keys(block, set(_SETTINGS) | _BLOCK_ONLY, bw)

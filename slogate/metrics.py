@@ -81,10 +81,12 @@ def summarize(
     else:
         duration = 0.0
 
-    input_lens = [r.input_len for r in ok]
-    output_lens = [r.output_tokens or 0 for r in ok]
-    total_in = sum(input_lens)
-    total_out = sum(output_lens)
+    # Like vLLM's result JSON: lengths of every measured request (0 output for failed ones),
+    # token totals over the successful ones.
+    input_lens = [r.input_len for r in measured]
+    output_lens = [(r.output_tokens or 0) if r.ok else 0 for r in measured]
+    total_in = sum(r.input_len for r in ok)
+    total_out = sum(r.output_tokens or 0 for r in ok)
 
     def rate(x: float) -> float:
         return x / duration if duration else 0.0

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+import slogate
 from slogate.config import Settings
 from slogate.engines.base import COMMON_FAILURES, Launch, diagnose_with, http_probe
 from slogate.server import LogDiagnosis, listening_socket
@@ -30,7 +32,14 @@ class SimEngine:
             "--model", settings.served_model,
             *settings.engine_args,
         ]  # fmt: skip
-        return Launch(argv, f"http://127.0.0.1:{port}", pass_fds=[sock.fileno()]), [sock]
+        # The child must import this very slogate, wherever pytest was started from.
+        package_root = str(Path(slogate.__file__).resolve().parents[1])
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (package_root, env.get("PYTHONPATH", "")) if p
+        )
+        launch = Launch(argv, f"http://127.0.0.1:{port}", env=env, pass_fds=[sock.fileno()])
+        return launch, [sock]
 
     def probe(self, client: httpx.Client, base_url: str, model: str) -> str | None:
         return http_probe(client, f"{base_url}/health")

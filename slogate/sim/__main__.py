@@ -29,6 +29,10 @@ from slogate.sim.engine import Engine
 from slogate.sim.profiles import PROFILES, Profile
 from slogate.sim.server import SimServer
 
+# Listen backlog as uvicorn's (vLLM's server): a wave of 1024 connects must not overflow
+# it, or some clients wait out SYN retransmits and their TTFT grows by seconds.
+BACKLOG = 2048
+
 
 class _Parser(argparse.ArgumentParser):
     # One line, no usage block: the launcher shows the log tail, which should say it all.
@@ -125,9 +129,9 @@ async def serve(args: argparse.Namespace, profile: Profile) -> None:
     await runner.setup()
     try:
         if args.sock is not None:
-            site: web.BaseSite = web.SockSite(runner, args.sock)
+            site: web.BaseSite = web.SockSite(runner, args.sock, backlog=BACKLOG)
         else:
-            site = web.TCPSite(runner, args.host, args.port)
+            site = web.TCPSite(runner, args.host, args.port, backlog=BACKLOG)
         await site.start()
         engine.start()
         if args.sock is not None:

@@ -133,7 +133,7 @@ class Scheduler:
 
     @property
     def has_work(self) -> bool:
-        return bool(self.waiting or self.running)
+        return bool(self.waiting) or self.num_running > 0
 
     @property
     def num_running(self) -> int:
@@ -316,14 +316,12 @@ class Engine:
         scale_s = 1.0 / (1000.0 * self.time_scale)  # profile ms -> real seconds
         next_at = loop.time()
         while True:
-            if not s.has_work:
-                self._wake.clear()
-                await self._wake.wait()
-                next_at = loop.time()  # an idle engine starts its next step on arrival
             ms = s.plan_step()
-            if ms <= 0.0:  # cannot happen while has_work, but never spin
+            if ms <= 0.0:
+                # Idle: sleep until a request arrives, then start the clock from then.
                 self._wake.clear()
                 await self._wake.wait()
+                next_at = loop.time()
                 continue
             # Absolute deadlines: oversleeping one step shortens the next, so timer
             # granularity never accumulates into drift.

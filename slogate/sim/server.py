@@ -247,8 +247,7 @@ class SimServer:
             [(f'finished_reason="{reason}",{label}', n) for reason, n in s.finished_total.items()],
         )
         return web.Response(
-            text="\n".join(lines) + "\n",
-            content_type="text/plain",
+            body=("\n".join(lines) + "\n").encode(),
             headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
         )
 
