@@ -210,7 +210,7 @@ class SlogateSession:
         tr.write_line(f"summary:   {self.summary_path}")
         tr.write_line(f"per case:  {self.results_dir}/serving_benchmark_*.json")
         tr.write_line(f"requests:  {self.results_dir / 'requests'}/*.requests.jsonl")
-        tr.write_line(f"allure:    {self.allure_dir}  (python -m slogate report)")
+        tr.write_line(f"allure:    {self.allure_dir}")
         if self.endpoint and self.endpoint.process:
             tr.write_line(f"engine log: {self.endpoint.process.log_path}")
 
