@@ -1,0 +1,261 @@
+"""A known-timing OpenAI-style server: the ground truth for the client's accuracy.
+
+Every streamed request gets its first chunk ``ttft_ms`` after it arrived and one chunk
+every ``interval_ms`` after that, on absolute deadlines (``loop.call_at``), each chunk
+carrying ``tokens_per_chunk`` tokens.  The server records when each request arrived and
+when each chunk was really written (``perf_counter_ns``, the same monotonic clock as the
+client's on Linux), and the peak number of requests in flight.  ``GET /timing/stats``
+returns them; ``POST /timing/reset`` clears them.
+
+It is a raw asyncio protocol, run on uvloop when installed, so that it can keep 1024
+streams on schedule on one core: the chunk bytes are built once per request and each
+write is one ``transport.write``.
+
+    python -m slogate.timingserver --fd FD --ttft-ms 200 --interval-ms 20 --tokens-per-chunk 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+_perf_ns = time.perf_counter_ns
+
+
+@dataclass
+class Timing:
+    ttft_ms: float = 200.0
+    interval_ms: float = 20.0
+    tokens_per_chunk: int = 1
+
+
+@dataclass
+class Served:
+    arrival_ns: int
+    tokens: int
+    writes_ns: list[int] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"arrival_ns": self.arrival_ns, "tokens": self.tokens, "writes_ns": self.writes_ns}
+
+
+class State:
+    def __init__(self, timing: Timing) -> None:
+        self.timing = timing
+        self.served: list[Served] = []
+        self.in_flight = 0
+        self.peak_in_flight = 0
+
+    def reset(self) -> None:
+        self.served = []
+        self.peak_in_flight = self.in_flight
+
+
+def _chunk(payload: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(payload), payload)
+
+
+_HEAD_SSE = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
+    b"transfer-encoding: chunked\r\n\r\n"
+)
+
+
+def _json_response(status: int, obj: Any) -> bytes:
+    body = json.dumps(obj).encode()
+    reason = {200: "OK", 400: "Bad Request", 404: "Not Found"}.get(status, "OK")
+    return (
+        f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+class TimingProtocol(asyncio.Protocol):
+    def __init__(self, state: State) -> None:
+        self.state = state
+        self.buf = b""
+        self.transport: asyncio.Transport | None = None
+        self.handle_: asyncio.TimerHandle | None = None
+        self.current: Served | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.handle_ is not None:
+            self.handle_.cancel()
+        if self.current is not None:
+            self.state.in_flight -= 1
+            self.current = None
+
+    def data_received(self, data: bytes) -> None:
+        now = _perf_ns()
+        self.buf += data
+        while True:
+            i = self.buf.find(b"\r\n\r\n")
+            if i < 0:
+                return
+            head = self.buf[:i].decode("latin-1")
+            length = 0
+            for line in head.split("\r\n")[1:]:
+                key, _, value = line.partition(":")
+                if key.strip().lower() == "content-length":
+                    length = int(value)
+            if len(self.buf) < i + 4 + length:
+                return
+            body = self.buf[i + 4 : i + 4 + length]
+            self.buf = self.buf[i + 4 + length :]
+            self.handle(head.split(" ", 2), body, now)
+
+    def handle(self, request_line: list[str], body: bytes, now: int) -> None:
+        assert self.transport is not None
+        method, path = request_line[0], request_line[1] if len(request_line) > 1 else ""
+        state = self.state
+        if method == "GET" and path in ("/health", "/v1/models"):
+            data = {"object": "list", "data": [{"id": "timing", "object": "model"}]}
+            self.transport.write(_json_response(200, data))
+            return
+        if method == "GET" and path.startswith("/timing/stats"):
+            self.transport.write(
+                _json_response(
+                    200,
+                    {
+                        "peak_in_flight": state.peak_in_flight,
+                        "timing": state.timing.__dict__,
+                        "requests": [s.to_json() for s in state.served],
+                    },
+                )
+            )
+            return
+        if method == "POST" and path == "/timing/reset":
+            state.reset()
+            self.transport.write(_json_response(200, {"ok": True}))
+            return
+        if method != "POST" or not path.endswith("/completions"):
+            self.transport.write(_json_response(404, {"error": "not found"}))
+            return
+        try:
+            req = json.loads(body)
+            max_tokens = int(req.get("max_tokens") or req.get("max_completion_tokens") or 16)
+        except (ValueError, TypeError):
+            self.transport.write(_json_response(400, {"error": "bad request"}))
+            return
+        self.stream(max_tokens, "chat" in path, now)
+
+    def stream(self, max_tokens: int, chat: bool, arrival_ns: int) -> None:
+        assert self.transport is not None
+        state, timing = self.state, self.state.timing
+        served = Served(arrival_ns, max_tokens)
+        state.served.append(served)
+        state.in_flight += 1
+        state.peak_in_flight = max(state.peak_in_flight, state.in_flight)
+        self.current = served
+        self.transport.write(_HEAD_SSE)
+
+        per = timing.tokens_per_chunk
+        n_chunks = -(-max_tokens // per)
+        if chat:
+            obj = {"id": "c", "object": "chat.completion.chunk", "model": "timing",
+                   "choices": [{"index": 0, "delta": {"content": " tok" * per},
+                                "finish_reason": None}]}  # fmt: skip
+        else:
+            obj = {"id": "c", "object": "text_completion", "model": "timing",
+                   "choices": [{"index": 0, "text": " tok" * per,
+                                "finish_reason": None}]}  # fmt: skip
+        full = _chunk(b"data: " + json.dumps(obj).encode() + b"\n\n")
+        last_tokens = max_tokens - per * (n_chunks - 1)
+        if chat:
+            obj["choices"][0]["delta"]["content"] = " tok" * last_tokens  # type: ignore[index]
+        else:
+            obj["choices"][0]["text"] = " tok" * last_tokens  # type: ignore[index]
+        obj["choices"][0]["finish_reason"] = "length"  # type: ignore[index]
+        last = _chunk(b"data: " + json.dumps(obj).encode() + b"\n\n")
+        usage = {"id": "c", "object": "text_completion", "model": "timing", "choices": [],
+                 "usage": {"prompt_tokens": 1, "completion_tokens": max_tokens,
+                           "total_tokens": max_tokens + 1}}  # fmt: skip
+        tail = _chunk(b"data: " + json.dumps(usage).encode() + b"\n\n")
+        tail += _chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n"
+
+        loop = asyncio.get_running_loop()
+        # Deadlines are absolute: loop.time() and perf_counter share CLOCK_MONOTONIC's rate,
+        # so translate the arrival stamp into loop time once.
+        t0 = loop.time() - (_perf_ns() - arrival_ns) / 1e9
+        transport = self.transport
+        writes = served.writes_ns
+
+        def send(i: int) -> None:
+            if transport.is_closing():
+                return
+            if i == n_chunks - 1:
+                transport.write(last + tail)
+                writes.append(_perf_ns())
+                state.in_flight -= 1
+                self.current = None
+                return
+            transport.write(full)
+            writes.append(_perf_ns())
+            # Schedule only the next chunk: a burst of arrivals then costs one timer each,
+            # not one per chunk, so the server stamps arrivals on time.
+            self.handle_ = loop.call_at(
+                t0 + (timing.ttft_ms + (i + 1) * timing.interval_ms) / 1e3, send, i + 1
+            )
+
+        self.handle_ = loop.call_at(t0 + timing.ttft_ms / 1e3, send, 0)
+
+
+async def serve(sock: socket.socket, timing: Timing) -> None:
+    loop = asyncio.get_running_loop()
+    state = State(timing)
+    server = await loop.create_server(lambda: TimingProtocol(state), sock=sock, backlog=4096)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"timing server ready on {sock.getsockname()}", flush=True)
+    async with server:
+        await stop.wait()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m slogate.timingserver")
+    parser.add_argument("--fd", type=int, help="serve on this inherited listening socket")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--ttft-ms", type=float, default=200.0)
+    parser.add_argument("--interval-ms", type=float, default=20.0)
+    parser.add_argument("--tokens-per-chunk", type=int, default=1)
+    parser.add_argument("--no-uvloop", action="store_true")
+    args = parser.parse_args(argv)
+    if args.fd is not None:
+        sock = socket.socket(fileno=args.fd)
+    else:
+        sock = socket.create_server(("127.0.0.1", args.port), backlog=4096)
+    timing = Timing(args.ttft_ms, args.interval_ms, args.tokens_per_chunk)
+    run: Any = asyncio.run
+    if not args.no_uvloop:
+        try:
+            import uvloop
+
+            run = uvloop.run
+        except ImportError:
+            pass
+    try:
+        run(serve(sock, timing))
+    except KeyboardInterrupt:
+        pass
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
