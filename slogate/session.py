@@ -33,6 +33,7 @@ from slogate.outcome import CaseResult, validity_problems
 from slogate.report import allure as allure_report
 from slogate.report.results import result_json, write_case
 from slogate.report.summary import write_summary
+from slogate.scrape import MetricsScraper
 from slogate.slo import check, per_request_limits
 
 ProgressSink = Callable[[str, bool], None]
@@ -153,7 +154,15 @@ class SlogateSession:
             if progress is not None:
                 progress(_progress_line(case, p), False)
 
-        load = run_load(spec, prompts, warmup, tokenizer, on_progress)
+        scraper = None
+        if endpoint.metrics and endpoint.metrics_path:
+            auth = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
+            url = endpoint.base_url + endpoint.metrics_path
+            scraper = MetricsScraper(url, endpoint.metrics, headers=auth).start()
+        try:
+            load = run_load(spec, prompts, warmup, tokenizer, on_progress)
+        finally:
+            server_metrics = scraper.stop() if scraper else []
         limits = per_request_limits(case.slo)
         summary = summarize(load.records, limits)
         result = CaseResult(
@@ -165,6 +174,7 @@ class SlogateSession:
             client=load.client,
             started_at=started,
             time_scale=float(endpoint.info.get("time_scale") or 1.0),
+            server_metrics=server_metrics,
         )
         try:
             endpoint.check_alive()

@@ -46,7 +46,10 @@ def running_endpoint(settings: Settings, log_dir: Path) -> Iterator[Endpoint]:
                 )
             info = engine.describe(client, settings.base_url)
             model = settings.served_model or (info.get("served_models") or [""])[0]
-            yield Endpoint("external", settings.base_url, model, settings.api_key, info)
+            yield Endpoint(
+                "external", settings.base_url, model, settings.api_key, info,
+                metrics=dict(engine.metrics),
+            )  # fmt: skip
             return
 
         launch, resources = engine.launch(settings, log_dir)
@@ -76,6 +79,7 @@ def running_endpoint(settings: Settings, log_dir: Path) -> Iterator[Endpoint]:
                 settings.api_key,
                 info,
                 process,
+                metrics=dict(engine.metrics),
             )
         finally:
             process.stop()

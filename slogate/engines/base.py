@@ -25,6 +25,8 @@ class Endpoint:
     info: dict[str, Any] = field(default_factory=dict)  # version, profile, command ...
     process: EngineProcess | None = None
     metrics_path: str | None = "/metrics"
+    #: series name -> Prometheus metric names that carry it (first found wins)
+    metrics: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def check_alive(self) -> None:
         if self.process is not None:
@@ -43,6 +45,7 @@ class Launch:
 
 class Engine(Protocol):
     name: str
+    metrics: dict[str, tuple[str, ...]]
 
     def launch(self, settings: Settings, workdir: Path) -> tuple[Launch, list[Any]]:
         """The command to run and any resources (sockets) to close once it has started."""
@@ -58,6 +61,25 @@ class Engine(Protocol):
 
     def diagnose(self, log: str) -> LogDiagnosis | None: ...
 
+
+#: Prometheus series scraped while a case runs, per engine family.
+VLLM_METRICS: dict[str, tuple[str, ...]] = {
+    "running": ("vllm:num_requests_running",),
+    "waiting": ("vllm:num_requests_waiting",),
+    "kv_cache_usage": ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"),
+    "prompt_tokens_total": ("vllm:prompt_tokens_total",),
+    "generation_tokens_total": ("vllm:generation_tokens_total",),
+}
+SGLANG_METRICS: dict[str, tuple[str, ...]] = {
+    "running": ("sglang:num_running_reqs",),
+    "waiting": ("sglang:num_queue_reqs",),
+    "kv_cache_usage": ("sglang:token_usage",),
+    "prompt_tokens_total": ("sglang:prompt_tokens_total",),
+    "generation_tokens_total": ("sglang:generation_tokens_total",),
+}
+ANY_METRICS: dict[str, tuple[str, ...]] = {
+    k: VLLM_METRICS[k] + SGLANG_METRICS[k] for k in VLLM_METRICS
+}
 
 #: Startup failures common to every engine: (pattern, what happened, what to try).
 COMMON_FAILURES: list[tuple[str, str, str]] = [

@@ -8,11 +8,12 @@ from typing import Any
 import httpx
 
 from slogate.config import Settings
-from slogate.engines.base import Launch
+from slogate.engines.base import ANY_METRICS, Launch
 from slogate.server import LogDiagnosis
 
 
 class ExternalEngine:
+    metrics = ANY_METRICS
     name = "external"
 
     def launch(self, settings: Settings, workdir: Path) -> tuple[Launch, list[Any]]:

@@ -11,11 +11,18 @@ import httpx
 
 import slogate
 from slogate.config import Settings
-from slogate.engines.base import COMMON_FAILURES, Launch, diagnose_with, http_probe
+from slogate.engines.base import (
+    COMMON_FAILURES,
+    VLLM_METRICS,
+    Launch,
+    diagnose_with,
+    http_probe,
+)
 from slogate.server import LogDiagnosis, listening_socket
 
 
 class SimEngine:
+    metrics = VLLM_METRICS
     name = "sim"
 
     def launch(self, settings: Settings, workdir: Path) -> tuple[Launch, list[Any]]:

@@ -75,7 +75,8 @@ def metrics_table(result: CaseResult) -> str:
 
 def attach_case(result: CaseResult, result_json: dict[str, Any]) -> None:
     allure.dynamic.description(metrics_table(result))
-    slim = {k: v for k, v in result_json.items() if k not in ("input_lens", "output_lens", "ttfts")}
+    skip = ("input_lens", "output_lens", "ttfts")
+    slim = {k: v for k, v in result_json.items() if k not in skip}
     allure.attach(
         json.dumps(slim, indent=2, default=str),
         name="metrics.json",
@@ -84,6 +85,12 @@ def attach_case(result: CaseResult, result_json: dict[str, Any]) -> None:
     allure.attach(
         requests_jsonl(result), name="requests.jsonl", attachment_type=allure.attachment_type.TEXT
     )
+    if result.server_metrics:
+        allure.attach(
+            json.dumps(result.server_metrics, indent=1),
+            name="server metrics (1 s samples).json",
+            attachment_type=allure.attachment_type.JSON,
+        )
 
 
 def attach_log_tail(text: str) -> None:

@@ -80,6 +80,7 @@ def result_json(result: CaseResult, run_info: dict[str, Any]) -> dict[str, Any]:
         "warmup_requests": case.warmup_requests,
         "time_scale": result.time_scale,
         "client": result.client.to_json(),
+        "server_metrics": result.server_metrics,
         "run": run_info,
     }
     return out
