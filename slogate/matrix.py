@@ -37,13 +37,12 @@ from typing import Any
 import yaml
 
 from slogate.errors import ConfigError
+from slogate.loadgen.apis import APIS
 from slogate.slo import validate_slo
-
-ENDPOINTS = ("completions", "chat")
 
 #: case setting -> (accepted types, description for error messages)
 _SETTINGS: dict[str, tuple[tuple[type, ...], str]] = {
-    "endpoint": ((str,), "completions or chat"),
+    "endpoint": ((str,), "a request format: completions, chat, or a native one"),
     "ignore_eos": ((bool,), "true or false"),
     "range_ratio": ((int, float), "a number in [0, 1)"),
     "num_prompts": ((int, type(None)), "a positive integer or null"),
@@ -145,7 +144,11 @@ def _check_setting(key: str, value: Any, where: str) -> Any:
         raise ConfigError(f"{where}.{key}: expected {expected}, got {value!r}")
     bad = False
     if key == "endpoint":
-        bad = value not in ENDPOINTS
+        if value not in APIS:
+            raise ConfigError(
+                f"{where}.endpoint: unknown request format {value!r}; "
+                f"choose one of {', '.join(APIS)}"
+            )
     elif key == "range_ratio":
         if value == 1:
             raise ConfigError(

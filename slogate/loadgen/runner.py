@@ -19,13 +19,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import json
 import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from slogate.loadgen.apis import APIS, Request, encode_body
 from slogate.loadgen.dataset import Prompt, Tokenizer
 from slogate.loadgen.http import (
     Response,
@@ -34,7 +34,7 @@ from slogate.loadgen.http import (
     build_request,
     open_connection,
 )
-from slogate.loadgen.sse import SSEError, parse_json_body, parse_stream
+from slogate.loadgen.sse import SSEError
 from slogate.records import RequestRecord
 
 _perf_ns = time.perf_counter_ns
@@ -48,7 +48,7 @@ class LoadSpec:
 
     base_url: str
     model: str
-    endpoint: str = "completions"  # completions | chat
+    endpoint: str = "completions"  # a name in slogate.loadgen.apis.APIS
     concurrency: int | None = None
     request_rate: float | None = None
     burstiness: float = 1.0
@@ -105,25 +105,8 @@ class _Job:
 
 
 def request_body(spec: LoadSpec, prompt: Prompt) -> bytes:
-    body: dict[str, Any] = {
-        "model": spec.model,
-        "max_tokens": prompt.output_len,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-        "temperature": 0.0,
-    }
-    if spec.ignore_eos:
-        body["ignore_eos"] = True
-    if spec.endpoint == "chat":
-        body["messages"] = [{"role": "user", "content": prompt.text}]
-    else:
-        body["prompt"] = prompt.text
-    body.update(spec.extra_body)
-    return json.dumps(body).encode()
-
-
-def endpoint_path(endpoint: str) -> str:
-    return "/v1/chat/completions" if endpoint == "chat" else "/v1/completions"
+    req = Request(spec.model, prompt.text, prompt.output_len, spec.ignore_eos)
+    return encode_body(APIS[spec.endpoint], req, spec.extra_body)
 
 
 class _Run:
@@ -291,7 +274,7 @@ async def run_load_async(
 ) -> tuple[list[_Job], ClientStats]:
     target = Target.from_url(spec.base_url)
     headers = {"Authorization": f"Bearer {spec.api_key}"} if spec.api_key else {}
-    path = endpoint_path(spec.endpoint)
+    path = APIS[spec.endpoint].path
 
     def job(i: int, p: Prompt, is_warmup: bool) -> _Job:
         return _Job(i, p, build_request(target, path, request_body(spec, p), headers), is_warmup)
@@ -337,7 +320,7 @@ async def run_load_async(
     return run.finished, stats
 
 
-def to_record(job: _Job, tokenizer: Tokenizer, ignore_eos: bool) -> RequestRecord:
+def to_record(job: _Job, tokenizer: Tokenizer, spec: LoadSpec) -> RequestRecord:
     """Classify one finished job and turn it into a record (this is where parsing happens)."""
     p = job.prompt
     rec = RequestRecord(
@@ -362,18 +345,14 @@ def to_record(job: _Job, tokenizer: Tokenizer, ignore_eos: bool) -> RequestRecor
         else:
             rec.status = "stream_error"
         rec.error = resp.error
-        _fill_partial(rec, resp)
+        _fill_partial(rec, resp, spec)
         return rec
     if resp.status != 200:
         rec.status = "http_error"
         rec.error = f"HTTP {resp.status}: {resp.body[:300].decode('utf-8', 'replace')}"
         return rec
     try:
-        if "text/event-stream" in resp.headers.get("content-type", ""):
-            parsed = parse_stream(resp.pieces)
-        else:
-            parsed = parse_json_body(resp.body)
-            parsed.text_chunk_ns = [resp.done_ns] if parsed.text else []
+        parsed = APIS[spec.endpoint].parse(resp.pieces, resp.headers.get("content-type", ""))
     except SSEError as exc:
         rec.status, rec.error = "stream_error", f"malformed stream: {exc}"
         return rec
@@ -393,16 +372,16 @@ def to_record(job: _Job, tokenizer: Tokenizer, ignore_eos: bool) -> RequestRecor
         rec.status, rec.error = "empty", "HTTP 200 but no generated text in the response"
     elif not parsed.done:
         rec.status, rec.error = "stream_error", "stream ended without data: [DONE]"
-    elif ignore_eos and (rec.output_tokens or 0) < p.output_len:
+    elif spec.ignore_eos and (rec.output_tokens or 0) < p.output_len:
         rec.status = "truncated"
         rec.error = f"{rec.output_tokens} output tokens, {p.output_len} asked with ignore_eos"
     return rec
 
 
-def _fill_partial(rec: RequestRecord, resp: Response) -> None:
+def _fill_partial(rec: RequestRecord, resp: Response, spec: LoadSpec) -> None:
     """Keep what arrived before a failure (useful in the per-request log)."""
     try:
-        parsed = parse_stream(p for p in resp.pieces)
+        parsed = APIS[spec.endpoint].parse(resp.pieces, resp.headers.get("content-type", ""))
     except SSEError:
         return
     if parsed.text_chunk_ns:
@@ -423,7 +402,7 @@ def run_load(
         raise ValueError("give concurrency or request_rate")
     with quiet_gc():
         jobs, stats = event_loop_runner()(run_load_async(spec, prompts, warmup, progress))
-    records = [to_record(j, tokenizer, spec.ignore_eos) for j in jobs]
+    records = [to_record(j, tokenizer, spec) for j in jobs]
     records.sort(key=lambda r: (not r.warmup, r.index))
     return LoadResult(records, stats)
 
