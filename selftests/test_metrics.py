@@ -65,7 +65,9 @@ def test_summary_counts_failures_and_excludes_warmup() -> None:
     # goodput: only request 0 has TTFT <= 200 ms; the failed one is never good
     assert s["good_requests"] == 1
     assert s["good_fraction"] == pytest.approx(1 / 3)
-    assert s["mean_input_len"] == 100 and s["mean_output_len"] == 3
+    # lengths as vLLM's result JSON lists them: every measured request, 0 output if it failed
+    assert s["input_lens"] == [100, 100, 100] and s["output_lens"] == [3, 3, 0]
+    assert s["mean_input_len"] == 100 and s["mean_output_len"] == 2
 
 
 def test_distribution_matches_numpy_linear_percentiles() -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from slogate.engines.profile import LAUNCHERS, EngineProfile, load_profile
 from slogate.errors import ConfigError
 from slogate.matrix import Overrides, parse_lengths
 from slogate.slo import parse_slo_option
@@ -36,6 +37,13 @@ class Settings:
     sim_time_scale: float = 1.0
     startup_timeout_s: float = 600.0
     rootdir: Path = Path(".")
+    profile: EngineProfile | None = None
+    launcher: str | None = None  # None: the profile's, else local
+    image: str | None = None
+    engine_python: str | None = None
+    show_engine_command: bool = False
+    gpus: str | None = None  # docker --gpus value
+    cuda_visible_devices: str | None = None
 
     @property
     def served_model(self) -> str:
@@ -83,7 +91,18 @@ def parse_float_list(text: str, option: str) -> tuple[float, ...]:
 
 def settings_from_options(opt: Any, rootdir: Path) -> Settings:
     """Build ``Settings`` from pytest's parsed options (``config.option``)."""
-    engine = opt.slogate_engine
+    profile = None
+    if opt.slogate_engine_profile:
+        path = Path(opt.slogate_engine_profile)
+        if not path.exists() and (rootdir / "matrices" / "engines" / path).exists():
+            path = rootdir / "matrices" / "engines" / path
+        profile = load_profile(path)
+    engine = opt.slogate_engine or (profile.engine if profile else "sim")
+    if profile and engine != profile.engine:
+        raise ConfigError(
+            f"--engine {engine} does not match the profile {profile.path} (engine: "
+            f"{profile.engine}); drop --engine or pick another profile"
+        )
     if engine not in ENGINES:
         raise ConfigError(
             f"--engine {engine!r}: unknown engine; choose one of {', '.join(ENGINES)}"
@@ -97,6 +116,17 @@ def settings_from_options(opt: Any, rootdir: Path) -> Settings:
     if base_url and not base_url.startswith(("http://", "https://")):
         raise ConfigError(
             f"--base-url {base_url!r}: expected an http(s) URL such as http://127.0.0.1:8000"
+        )
+    launcher = opt.slogate_launcher
+    if launcher is not None and launcher not in LAUNCHERS:
+        raise ConfigError(f"--launcher {launcher!r}: expected local or docker")
+    if (launcher or opt.slogate_image or opt.slogate_engine_python) and engine in (
+        "sim",
+        "external",
+    ):
+        raise ConfigError(
+            f"--launcher/--image/--engine-python start an engine; --engine {engine} does not "
+            f"take them"
         )
     if base_url and engine not in ("external",):
         raise ConfigError(
@@ -156,8 +186,14 @@ def settings_from_options(opt: Any, rootdir: Path) -> Settings:
         )
 
     model = opt.slogate_model
-    if model and engine in ("vllm", "sglang", "llamacpp") and model.startswith(("/", ".")):
-        if not Path(model).exists():
+    local = (launcher or (profile.launcher if profile else "local")) == "local"
+    if (
+        model
+        and local
+        and engine in ("vllm", "sglang", "llamacpp")
+        and model.startswith(("/", "."))
+    ):
+        if not Path(model).exists() and not opt.slogate_show_engine_command:
             raise ConfigError(
                 f"--model {model}: no such path; give the model directory the engine should load"
             )
@@ -184,4 +220,9 @@ def settings_from_options(opt: Any, rootdir: Path) -> Settings:
         sim_time_scale=time_scale,
         startup_timeout_s=float(opt.slogate_startup_timeout),
         rootdir=rootdir,
+        profile=profile,
+        launcher=launcher,
+        image=opt.slogate_image,
+        engine_python=opt.slogate_engine_python,
+        show_engine_command=bool(opt.slogate_show_engine_command),
     )

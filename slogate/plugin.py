@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 
 from slogate.config import ENGINES, Settings, settings_from_options
+from slogate.engines import command_line as engine_command_line
+from slogate.engines import validate as validate_engine
 from slogate.errors import ConfigError
 from slogate.session import SlogateSession
 
@@ -26,9 +28,46 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add(
         "--engine",
         dest="slogate_engine",
-        default="sim",
+        default=None,
         metavar="NAME",
-        help=f"engine to start: {', '.join(ENGINES)} (default: sim, the built-in simulator)",
+        help=f"engine to start: {', '.join(ENGINES)} (default: the profile's engine, "
+        "else sim, the built-in simulator)",
+    )
+    add(
+        "--engine-profile",
+        dest="slogate_engine_profile",
+        default=None,
+        metavar="FILE",
+        help="engine profile (YAML): server arguments, environment, launcher, image; "
+        "see matrices/engines/",
+    )
+    add(
+        "--launcher",
+        dest="slogate_launcher",
+        default=None,
+        metavar="{local,docker}",
+        help="start the engine as a local process or a Docker container (default: profile's)",
+    )
+    add(
+        "--image",
+        dest="slogate_image",
+        default=None,
+        metavar="IMAGE",
+        help="Docker image for --launcher docker",
+    )
+    add(
+        "--engine-python",
+        dest="slogate_engine_python",
+        default=None,
+        metavar="PATH",
+        help="interpreter that runs a local engine (engines usually live in their own venv)",
+    )
+    add(
+        "--show-engine-command",
+        dest="slogate_show_engine_command",
+        action="store_true",
+        help="print the exact engine command (the whole docker run line with --launcher "
+        "docker) and exit without starting anything",
     )
     add(
         "--model",
@@ -138,11 +177,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="S",
         help="seconds an engine may take to become ready (default 600)",
     )
-    # fmt: skip
 
 
 @pytest.hookimpl(tryfirst=True)
-def pytest_cmdline_main(config: pytest.Config) -> None:
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
     """Validate options before anything runs: bad input is a usage error, not a traceback."""
     try:
         settings = settings_from_options(config.option, Path(config.rootpath))
@@ -156,6 +194,10 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
                 )
         if settings.matrix is not None:
             SlogateSession(settings).matrix(settings.matrix)  # validate early
+        validate_engine(settings)
+        if settings.show_engine_command:
+            print(engine_command_line(settings))
+            return 0
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[SETTINGS_KEY] = settings

@@ -94,6 +94,7 @@ class EngineProcess:
     diagnose: Callable[[str], LogDiagnosis | None] = lambda _log: None
     name: str = "engine"
     cwd: str | None = None
+    stop_argv: Sequence[str] | None = None
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
     _descendants: dict[int, float] = field(default_factory=dict, init=False)
 
@@ -189,6 +190,15 @@ class EngineProcess:
         if proc is None:
             return
         self._remember_descendants()
+        if self.stop_argv:
+            # A container is not our child: stopping the docker client would leave it running.
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                subprocess.run(
+                    list(self.stop_argv),
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    timeout=self.grace_s + 30,
+                )
         pgid = proc.pid  # start_new_session: the group id is the leader's pid
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGTERM)

@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import contextlib
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
-from slogate.config import Settings
 from slogate.engines.base import Endpoint, Engine, Launch
+from slogate.engines.launch import ServerEngine, shell_line
 from slogate.errors import ConfigError, EngineStartError
 from slogate.server import EngineProcess
 
+if TYPE_CHECKING:
+    from slogate.config import Settings
+
 
 def get_engine(name: str) -> Engine:
+    if name == "vllm":
+        from slogate.engines.vllm import VllmEngine
+
+        return VllmEngine()
     if name == "sim":
         from slogate.engines.sim import SimEngine
 
@@ -36,7 +45,8 @@ def running_endpoint(settings: Settings, log_dir: Path) -> Iterator[Endpoint]:
     Whatever happens inside the block, a started engine is torn down on exit.
     """
     engine = get_engine(settings.engine)
-    with httpx.Client() as client:
+    auth = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
+    with httpx.Client(headers=auth) as client:
         if settings.engine == "external":
             assert settings.base_url is not None
             reason = engine.probe(client, settings.base_url, settings.served_model)
@@ -53,15 +63,17 @@ def running_endpoint(settings: Settings, log_dir: Path) -> Iterator[Endpoint]:
             return
 
         launch, resources = engine.launch(settings, log_dir)
+        served_model = launch.served_model or settings.served_model
         process = EngineProcess(
             argv=launch.argv,
             log_path=log_dir / f"{settings.engine}-server.log",
-            probe=lambda: engine.probe(client, launch.base_url, settings.served_model),
+            probe=lambda: engine.probe(client, launch.base_url, served_model),
             env=launch.env,
             startup_timeout_s=settings.startup_timeout_s,
             pass_fds=launch.pass_fds,
             diagnose=engine.diagnose,
             name=settings.engine,
+            stop_argv=launch.stop_argv,
         )
         try:
             process.start()
@@ -75,7 +87,7 @@ def running_endpoint(settings: Settings, log_dir: Path) -> Iterator[Endpoint]:
             yield Endpoint(
                 settings.engine,
                 launch.base_url,
-                settings.served_model,
+                served_model,
                 settings.api_key,
                 info,
                 process,
@@ -85,4 +97,30 @@ def running_endpoint(settings: Settings, log_dir: Path) -> Iterator[Endpoint]:
             process.stop()
 
 
-__all__ = ["Endpoint", "Engine", "Launch", "get_engine", "running_endpoint"]
+def validate(settings: Settings) -> None:
+    """Everything about the engine that can be checked before the run starts."""
+    engine = get_engine(settings.engine)
+    if isinstance(engine, ServerEngine):
+        engine.resolve(settings)
+
+
+def command_line(settings: Settings) -> str:
+    """The exact command slogate would run for this engine (``--show-engine-command``)."""
+    engine = get_engine(settings.engine)
+    if isinstance(engine, ServerEngine):
+        argv, resolved, _ = engine.command(settings, run_id="RUN")
+        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in resolved.env.items())
+        if resolved.launcher == "local" and env:
+            return f"{env} {shell_line(argv)}"
+        return shell_line(argv)
+    if settings.engine == "external":
+        raise ConfigError("--engine external is not started by slogate: there is no command")
+    launch, resources = engine.launch(settings, settings.reports_dir / "logs")
+    for resource in resources:
+        resource.close()
+    return shell_line(list(launch.argv))
+
+
+__all__ = [
+    "Endpoint", "Engine", "Launch", "command_line", "get_engine", "running_endpoint", "validate",
+]  # fmt: skip

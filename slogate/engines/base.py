@@ -6,12 +6,14 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
-from slogate.config import Settings
 from slogate.server import EngineProcess, LogDiagnosis
+
+if TYPE_CHECKING:
+    from slogate.config import Settings
 
 
 @dataclass
@@ -35,12 +37,14 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class Launch:
-    """How to start an engine locally."""
+    """How to start an engine: the command, where it will answer, how to stop it."""
 
     argv: Sequence[str]
     base_url: str
     env: dict[str, str] | None = None
     pass_fds: Sequence[int] = ()
+    stop_argv: Sequence[str] | None = None  # e.g. docker rm -f NAME: a container is no child
+    served_model: str | None = None
 
 
 class Engine(Protocol):

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from slogate.config import Settings
 from slogate.engines.base import ANY_METRICS, Launch
 from slogate.server import LogDiagnosis
+
+if TYPE_CHECKING:
+    from slogate.config import Settings
 
 
 class ExternalEngine:

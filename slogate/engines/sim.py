@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 import slogate
-from slogate.config import Settings
 from slogate.engines.base import (
     COMMON_FAILURES,
     VLLM_METRICS,
@@ -19,6 +18,9 @@ from slogate.engines.base import (
     http_probe,
 )
 from slogate.server import LogDiagnosis, listening_socket
+
+if TYPE_CHECKING:
+    from slogate.config import Settings
 
 
 class SimEngine:
