@@ -19,6 +19,8 @@ def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytes
     for name in ("conftest.py", "pytest.ini"):
         shutil.copy(ROOT / name, pytester.path / name)
     for name in ("tests", "matrices", "fixtures"):
-        shutil.copytree(ROOT / name, pytester.path / name, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(
+            ROOT / name, pytester.path / name, ignore=shutil.ignore_patterns("__pycache__")
+        )
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     return pytester

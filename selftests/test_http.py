@@ -17,8 +17,13 @@ async def serve(handler) -> tuple[asyncio.AbstractServer, Target]:
 
 async def read_request(reader: asyncio.StreamReader) -> bytes:
     head = await reader.readuntil(b"\r\n\r\n")
-    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
-                      if line.lower().startswith(b"content-length")))
+    length = int(
+        next(
+            line.split(b":")[1]
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length")
+        )
+    )
     return await reader.readexactly(length)
 
 
@@ -33,10 +38,12 @@ def test_chunked_response_split_anywhere(split: int) -> None:
     async def handler(reader, writer):
         for _ in range(2):  # keep-alive: two requests on one connection
             await read_request(reader)
-            raw = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-                   b"Transfer-Encoding: chunked\r\n\r\n" + chunked(parts))
+            raw = (
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n" + chunked(parts)
+            )
             for i in range(0, len(raw), split):
-                writer.write(raw[i:i + split])
+                writer.write(raw[i : i + split])
                 await writer.drain()
                 await asyncio.sleep(0)
         writer.close()

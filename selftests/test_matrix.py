@@ -51,11 +51,17 @@ sweep:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("sweep:\n  - lengths: [128x128]\n    concurency: [1]\n", ": sweep[0]: unknown key 'concurency'"),
+        (
+            "sweep:\n  - lengths: [128x128]\n    concurency: [1]\n",
+            ": sweep[0]: unknown key 'concurency'",
+        ),
         ("sweep:\n  - lengths: [128x128]\n    concurrency: [0]\n", "positive"),
         ("sweep:\n  - lengths: [128x128]\n    concurrency: [-4]\n", "positive"),
         ("sweep:\n  - lengths: [12-8]\n    concurrency: [1]\n", "INPUTxOUTPUT"),
-        ("defaults: {ignore_eos: 'yes'}\nsweep: []\n", ": defaults.ignore_eos: expected true or false"),
+        (
+            "defaults: {ignore_eos: 'yes'}\nsweep: []\n",
+            ": defaults.ignore_eos: expected true or false",
+        ),
         ("defaults: {slo: {p99_ttft: 1}}\nsweep: []\n", "unknown SLO 'p99_ttft'"),
         ("defaults: {range_ratio: 1.0}\nsweep: []\n", "fixed lengths are r=0"),
         ("sweep: [\n", "malformed YAML at line"),

@@ -10,16 +10,28 @@ from slogate.records import RequestRecord
 MS = 1_000_000
 
 
-def record(index: int, sent: int, chunks_ms: list[int], tokens: int | None = None,
-           status: str = "ok", warmup: bool = False) -> RequestRecord:
+def record(
+    index: int,
+    sent: int,
+    chunks_ms: list[int],
+    tokens: int | None = None,
+    status: str = "ok",
+    warmup: bool = False,
+) -> RequestRecord:
     chunk_ns = [sent + c * MS for c in chunks_ms]
     return RequestRecord(
-        index=index, input_len=100, max_tokens=len(chunks_ms), sent_ns=sent,
+        index=index,
+        input_len=100,
+        max_tokens=len(chunks_ms),
+        sent_ns=sent,
         first_token_ns=chunk_ns[0] if chunk_ns else None,
         last_token_ns=chunk_ns[-1] if chunk_ns else None,
         done_ns=(chunk_ns[-1] if chunk_ns else sent) + MS,
-        chunk_ns=chunk_ns, output_tokens=tokens if tokens is not None else len(chunks_ms),
-        output_tokens_source="usage", status=status, warmup=warmup,
+        chunk_ns=chunk_ns,
+        output_tokens=tokens if tokens is not None else len(chunks_ms),
+        output_tokens_source="usage",
+        status=status,
+        warmup=warmup,
     )
 
 

@@ -22,14 +22,22 @@ def script(tmp_path: Path, body: str) -> list[str]:
 
 
 def test_dead_engine_fails_at_once_with_log_tail(tmp_path: Path) -> None:
-    argv = script(tmp_path, """
+    argv = script(
+        tmp_path,
+        """
         import sys
         print("loading weights", flush=True)
         print("OSError: [Errno 98] Address already in use", flush=True)
         sys.exit(3)
-    """)
-    proc = EngineProcess(argv, tmp_path / "e.log", probe=lambda: "not yet",
-                         startup_timeout_s=60, diagnose=lambda log: diagnose_with(COMMON_FAILURES, log))
+    """,
+    )
+    proc = EngineProcess(
+        argv,
+        tmp_path / "e.log",
+        probe=lambda: "not yet",
+        startup_timeout_s=60,
+        diagnose=lambda log: diagnose_with(COMMON_FAILURES, log),
+    )
     t0 = time.monotonic()
     with pytest.raises(EngineStartError) as info:
         with proc:
@@ -53,7 +61,9 @@ def test_never_ready_times_out(tmp_path: Path) -> None:
 def test_teardown_reaches_the_whole_tree(tmp_path: Path) -> None:
     # A child that ignores SIGTERM and a grandchild that left the process group.
     pids = tmp_path / "pids"
-    argv = script(tmp_path, f"""
+    argv = script(
+        tmp_path,
+        f"""
         import os, signal, subprocess, sys, time
         child = subprocess.Popen([sys.executable, "-c",
             "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)"])
@@ -61,7 +71,8 @@ def test_teardown_reaches_the_whole_tree(tmp_path: Path) -> None:
                                    start_new_session=True)
         open({str(pids)!r}, "w").write(f"{{child.pid}} {{escaped.pid}}")
         time.sleep(120)
-    """)
+    """,
+    )
     ready = lambda: None if pids.exists() and pids.read_text() else "starting"  # noqa: E731
     proc = EngineProcess(argv, tmp_path / "e.log", probe=ready, grace_s=1)
     with proc:
@@ -75,8 +86,12 @@ def test_teardown_reaches_the_whole_tree(tmp_path: Path) -> None:
 
 def test_check_alive_raises_with_log(tmp_path: Path) -> None:
     argv = script(tmp_path, "print('CUDA out of memory. Tried to allocate', flush=True)\n")
-    proc = EngineProcess(argv, tmp_path / "e.log", probe=lambda: None,
-                         diagnose=lambda log: diagnose_with(COMMON_FAILURES, log))
+    proc = EngineProcess(
+        argv,
+        tmp_path / "e.log",
+        probe=lambda: None,
+        diagnose=lambda log: diagnose_with(COMMON_FAILURES, log),
+    )
     proc.start()
     try:
         proc.proc.wait(10)
@@ -100,5 +115,3 @@ def _alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
-
-

@@ -31,10 +31,18 @@ def test_parse_slo_option_errors(text: str, message: str) -> None:
 
 
 def test_check_directions_and_messages() -> None:
-    summary = {"p99_ttft_ms": 2500.0, "mean_tpot_ms": 40.0, "output_throughput": 900.0,
-               "error_rate": 0.0}
-    slos = {"p99_ttft_ms": 2000.0, "mean_tpot_ms": 50.0, "output_throughput": 1000.0,
-            "error_rate": 0.0}
+    summary = {
+        "p99_ttft_ms": 2500.0,
+        "mean_tpot_ms": 40.0,
+        "output_throughput": 900.0,
+        "error_rate": 0.0,
+    }
+    slos = {
+        "p99_ttft_ms": 2000.0,
+        "mean_tpot_ms": 50.0,
+        "output_throughput": 1000.0,
+        "error_rate": 0.0,
+    }
     breaches = check(summary, slos)
     assert [b.name for b in breaches] == ["p99_ttft_ms", "output_throughput"]
     assert str(breaches[0]) == "p99_ttft_ms = 2,500.00 ms, limit <= 2,000.00 ms"
@@ -47,6 +55,7 @@ def test_missing_value_is_a_breach() -> None:
 
 
 def test_per_request_limits_take_the_loosest_percentile() -> None:
-    limits = per_request_limits({"p90_ttft_ms": 1000, "p99_ttft_ms": 2000, "mean_tpot_ms": 50,
-                                 "error_rate": 0})
+    limits = per_request_limits(
+        {"p90_ttft_ms": 1000, "p99_ttft_ms": 2000, "mean_tpot_ms": 50, "error_rate": 0}
+    )
     assert limits == {"ttft": 2000, "tpot": 50}

@@ -12,20 +12,32 @@ from slogate.loadgen.sse import SSEError, iter_events, parse_stream
 
 
 def completion_chunk(text: str) -> bytes:
-    obj = {"id": "cmpl-1", "object": "text_completion", "created": 1, "model": "m",
-           "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": None,
-                        "stop_reason": None}], "usage": None}
+    obj = {
+        "id": "cmpl-1",
+        "object": "text_completion",
+        "created": 1,
+        "model": "m",
+        "choices": [
+            {"index": 0, "text": text, "logprobs": None, "finish_reason": None, "stop_reason": None}
+        ],
+        "usage": None,
+    }
     return b"data: " + json.dumps(obj).encode() + b"\n\n"
 
 
-USAGE = (b'data: {"id":"cmpl-1","object":"text_completion","created":1,"model":"m",'
-         b'"choices":[],"usage":{"prompt_tokens":7,"total_tokens":10,"completion_tokens":3}}\n\n')
+USAGE = (
+    b'data: {"id":"cmpl-1","object":"text_completion","created":1,"model":"m",'
+    b'"choices":[],"usage":{"prompt_tokens":7,"total_tokens":10,"completion_tokens":3}}\n\n'
+)
 DONE = b"data: [DONE]\n\n"
 
 
 def test_vllm_completion_stream() -> None:
-    body = [(10, completion_chunk(" a")), (20, completion_chunk(" b")),
-            (30, completion_chunk(" c") + USAGE + DONE)]
+    body = [
+        (10, completion_chunk(" a")),
+        (20, completion_chunk(" b")),
+        (30, completion_chunk(" c") + USAGE + DONE),
+    ]
     r = parse_stream(body)
     assert r.text == " a b c"
     assert r.text_chunk_ns == [10, 20, 30]
@@ -33,9 +45,11 @@ def test_vllm_completion_stream() -> None:
 
 
 def test_chat_reasoning_counts_as_generated_text() -> None:
-    chunks = [{"choices": [{"delta": {"role": "assistant", "content": ""}}]},
-              {"choices": [{"delta": {"reasoning_content": "think"}}]},
-              {"choices": [{"delta": {"content": "answer"}, "finish_reason": "stop"}]}]
+    chunks = [
+        {"choices": [{"delta": {"role": "assistant", "content": ""}}]},
+        {"choices": [{"delta": {"reasoning_content": "think"}}]},
+        {"choices": [{"delta": {"content": "answer"}, "finish_reason": "stop"}]},
+    ]
     body = [(i, b"data: " + json.dumps(c).encode() + b"\n\n") for i, c in enumerate(chunks)]
     r = parse_stream(body + [(9, DONE)])
     assert r.text_chunk_ns == [1, 2]  # the empty role chunk is not a token
@@ -69,8 +83,13 @@ def test_crlf_line_endings() -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [b"data: {not json}\n\n", b"data: [1, 2]\n\n", b"garbage line\n\n",
-     b"data: {\"choices\": 5}\n\n", completion_chunk(" a")[:-1]],
+    [
+        b"data: {not json}\n\n",
+        b"data: [1, 2]\n\n",
+        b"garbage line\n\n",
+        b'data: {"choices": 5}\n\n',
+        completion_chunk(" a")[:-1],
+    ],
 )
 def test_malformed_streams_raise_sse_error(body: bytes) -> None:
     with pytest.raises(SSEError):

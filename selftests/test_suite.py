@@ -12,9 +12,15 @@ from pathlib import Path
 import pytest
 
 DATA = Path(__file__).parent / "data"
-USER_COLUMNS = ["concurrency", "mean TTFT(ms)", "input_throughput(tokens/s)",
-                "output_throughput(tokens/s)", "mean TPOT(ms)", "mean_input_len",
-                "mean_output_len"]
+USER_COLUMNS = [
+    "concurrency",
+    "mean TTFT(ms)",
+    "input_throughput(tokens/s)",
+    "output_throughput(tokens/s)",
+    "mean TPOT(ms)",
+    "mean_input_len",
+    "mean_output_len",
+]
 FAST = ["--lengths", "32x16", "--num-prompts", "6", "-p", "no:cacheprovider"]
 
 
@@ -42,15 +48,25 @@ def test_smoke_sweep_writes_every_report(project: pytest.Pytester) -> None:
     result = json.loads((reports / "results" / "serving_benchmark_8_32_16.json").read_text())
     assert result["completed"] == 6 and result["failed"] == 0
     assert result["output_lens"] == [16] * 6 and result["input_lens"] == [32] * 6
-    for key in ("duration", "input_throughput", "output_throughput", "mean_ttft_ms",
-                "p99_ttft_ms", "mean_tpot_ms", "median_itl_ms", "mean_e2el_ms",
-                "total_token_throughput", "request_throughput", "max_concurrency"):
+    for key in (
+        "duration",
+        "input_throughput",
+        "output_throughput",
+        "mean_ttft_ms",
+        "p99_ttft_ms",
+        "mean_tpot_ms",
+        "median_itl_ms",
+        "mean_e2el_ms",
+        "total_token_throughput",
+        "request_throughput",
+        "max_concurrency",
+    ):
         assert key in result, key
     assert 0 < result["mean_ttft_ms"] < result["mean_e2el_ms"]
     assert result["mean_tpot_ms"] > 0
     assert result["output_throughput"] == pytest.approx(6 * 16 / result["duration"])
 
-    lines = (reports / "results" / "requests" / "serving_benchmark_8_32_16.requests.jsonl")
+    lines = reports / "results" / "requests" / "serving_benchmark_8_32_16.requests.jsonl"
     records = [json.loads(line) for line in lines.read_text().splitlines()]
     assert sum(not r["warmup"] for r in records) == 6 and sum(r["warmup"] for r in records) == 1
     assert all(r["status"] == "ok" and r["output_tokens_source"] == "usage" for r in records)
@@ -82,15 +98,24 @@ def test_users_collector_scripts_run_unchanged(project: pytest.Pytester, script:
 
 def test_broken_slo_fails_with_each_threshold_measured_and_limit(project: pytest.Pytester) -> None:
     res = project.runpytest_subprocess(
-        "-m", "smoke", *FAST, "--concurrency", "2", "--slo", "p99_tpot_ms=0.01",
-        "--slo", "output_throughput=1e9",
+        "-m",
+        "smoke",
+        *FAST,
+        "--concurrency",
+        "2",
+        "--slo",
+        "p99_tpot_ms=0.01",
+        "--slo",
+        "output_throughput=1e9",
     )
     res.assert_outcomes(failed=1)
-    res.stdout.fnmatch_lines([
-        "*c2-in32-out16: 2 SLO(s) broken*",
-        "*- p99_tpot_ms = * ms, limit <= 0.01 ms*",
-        "*- output_throughput = * tok/s, limit >= 1,000,000,000.00 tok/s*",
-    ])
+    res.stdout.fnmatch_lines(
+        [
+            "*c2-in32-out16: 2 SLO(s) broken*",
+            "*- p99_tpot_ms = * ms, limit <= 0.01 ms*",
+            "*- output_throughput = * tok/s, limit >= 1,000,000,000.00 tok/s*",
+        ]
+    )
     (row,) = read_csv(project.path / "reports" / "summary.csv")
     assert row["verdict"] == "fail" and row["broken_slos"] == "p99_tpot_ms;output_throughput"
     (test,) = allure_results(project.path / "reports")
@@ -117,10 +142,15 @@ def test_bad_matrix_is_a_usage_error(project: pytest.Pytester) -> None:
         (["--num-prompts", "x"], "ERROR: --num-prompts 'x': expected a positive integer*"),
         (["--sim-profile", "h100"], "ERROR: --sim-profile 'h100': unknown; choose one of*"),
         (["--matrix", "nope.yaml"], "ERROR: --matrix nope.yaml: no such file*"),
-        (["--engine", "vllm", "--model", "/no/such/model"], "ERROR: --model /no/such/model: no such path*"),
+        (
+            ["--engine", "vllm", "--model", "/no/such/model"],
+            "ERROR: --model /no/such/model: no such path*",
+        ),
     ],
 )
-def test_bad_options_are_usage_errors(project: pytest.Pytester, args: list[str], message: str) -> None:
+def test_bad_options_are_usage_errors(
+    project: pytest.Pytester, args: list[str], message: str
+) -> None:
     res = project.runpytest_subprocess(*args)
     assert res.ret == pytest.ExitCode.USAGE_ERROR
     res.stderr.fnmatch_lines([message])
@@ -131,8 +161,13 @@ def test_engine_that_dies_at_start_fails_fast_with_its_log(project: pytest.Pytes
     res = project.runpytest_subprocess("-m", "smoke", *FAST, "--engine-args=--no-such-flag")
     assert time.monotonic() - t0 < 60
     res.assert_outcomes(errors=2)
-    res.stdout.fnmatch_lines(["*sim exited with code 2*", "*last lines of the log*",
-                              "*unrecognized arguments: --no-such-flag*"])
+    res.stdout.fnmatch_lines(
+        [
+            "*sim exited with code 2*",
+            "*last lines of the log*",
+            "*unrecognized arguments: --no-such-flag*",
+        ]
+    )
 
 
 def test_external_endpoint(project: pytest.Pytester, tmp_path: Path) -> None:
@@ -143,14 +178,23 @@ def test_external_endpoint(project: pytest.Pytester, tmp_path: Path) -> None:
     port = sock.getsockname()[1]
     proc = subprocess.Popen(
         [sys.executable, "-m", "slogate.sim", "--fd", str(sock.fileno()), "--model", "m1"],
-        pass_fds=[sock.fileno()], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        pass_fds=[sock.fileno()],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     sock.close()
     try:
         res = project.runpytest_subprocess(
-            "-m", "smoke", *FAST, "--concurrency", "2", "--engine", "external",
-            "--base-url", f"http://127.0.0.1:{port}",
+            "-m",
+            "smoke",
+            *FAST,
+            "--concurrency",
+            "2",
+            "--engine",
+            "external",
+            "--base-url",
+            f"http://127.0.0.1:{port}",
         )
         res.assert_outcomes(passed=1)
         (row,) = read_csv(project.path / "reports" / "summary.csv")
