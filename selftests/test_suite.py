@@ -202,3 +202,16 @@ def test_external_endpoint(project: pytest.Pytester, tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_open_loop_case_from_the_command_line(project: pytest.Pytester) -> None:
+    res = project.runpytest_subprocess("-m", "smoke", *FAST, "--request-rate", "40")
+    res.assert_outcomes(passed=1)
+    (row,) = read_csv(project.path / "reports" / "summary.csv")
+    assert (row["concurrency"], row["request_rate"], row["verdict"]) == ("", "40.0", "pass")
+    result = json.loads(
+        (project.path / "reports" / "results" / "serving_benchmark_rate40_32_16.json").read_text()
+    )
+    assert result["request_rate"] == 40.0 and result["max_concurrency"] is None
+    assert result["slogate"]["client"]["schedule_lag_p99_ms"] is not None
+    res.stdout.fnmatch_lines(["*r40-in32-out16*-> pass*"])

@@ -128,4 +128,20 @@ def summarize(
     }
     for name, values in (("ttft", ttfts), ("tpot", tpots), ("itl", itls), ("e2el", e2els)):
         summary.update(distribution(name, values))
+    # Open loop: latency counted from when the schedule wanted the request sent, so a
+    # client that sends late cannot hide the delay (MLPerf's rule).
+    scheduled = [r for r in ok if r.scheduled_ns is not None]
+    if scheduled:
+        sched_ttft = [
+            (r.first_token_ns - r.scheduled_ns) / 1e6
+            for r in scheduled
+            if r.first_token_ns is not None and r.scheduled_ns is not None
+        ]
+        sched_e2el = [
+            (r.last_token_ns - r.scheduled_ns) / 1e6
+            for r in scheduled
+            if r.last_token_ns is not None and r.scheduled_ns is not None
+        ]
+        summary.update(distribution("sched_ttft", sched_ttft))
+        summary.update(distribution("sched_e2el", sched_e2el))
     return summary

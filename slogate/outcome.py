@@ -20,9 +20,15 @@ from slogate.matrix import Case
 from slogate.records import RequestRecord
 from slogate.slo import Breach
 
-#: The client's event loop may lag this much (p99 of 50 ms ticks) before its timestamps
-#: are no longer trusted to the millisecond.
-MAX_LOOP_LAG_P99_MS = 25.0
+#: The client's event loop may lag (p99 over 50 ms ticks) by this much, or by this
+#: fraction of the median TTFT if that is more, before its timestamps stop being trusted:
+#: a reply that arrives while the loop is busy is stamped late by up to the lag.
+MAX_LOOP_LAG_MS = 10.0
+MAX_LOOP_LAG_FRACTION_OF_TTFT = 0.05
+#: Above this the client process was CPU-bound (100 = one core) and queued its own work.
+MAX_CLIENT_CPU_PERCENT = 95.0
+#: Open loop: requests may leave this much after their scheduled time (p99).
+MAX_SCHEDULE_LAG_MS = 10.0
 
 
 @dataclass
@@ -70,15 +76,29 @@ def validity_problems(case: Case, summary: dict[str, Any], client: ClientStats) 
     problems = []
     if case.concurrency is not None and client.peak_in_flight < client.target_in_flight:
         problems.append(
-            f"the client kept at most {client.peak_in_flight} of {client.target_in_flight} "
-            f"requests in flight; raise the open-file limit (ulimit -n) or lower concurrency"
+            f"invalid measurement: the client kept at most {client.peak_in_flight} of "
+            f"{client.target_in_flight} requests in flight; raise the open-file limit "
+            f"(ulimit -n) or lower concurrency"
         )
-    if client.loop_lag_p99_ms > MAX_LOOP_LAG_P99_MS:
+    median_ttft = summary.get("median_ttft_ms") or 0.0
+    lag_limit = max(MAX_LOOP_LAG_MS, MAX_LOOP_LAG_FRACTION_OF_TTFT * median_ttft)
+    if client.loop_lag_p99_ms > lag_limit:
         problems.append(
-            f"the client's event loop lagged {client.loop_lag_p99_ms:.1f} ms (p99, limit "
-            f"{MAX_LOOP_LAG_P99_MS:g} ms), so its timestamps are late; run the client on a "
-            f"less loaded machine or lower concurrency"
+            f"invalid measurement: the client's event loop lagged {client.loop_lag_p99_ms:.1f} "
+            f"ms (p99; limit {lag_limit:.1f} ms), so replies were stamped late; run the client "
+            f"on a less loaded machine, or with fewer streams per process"
+        )
+    if client.cpu_percent > MAX_CLIENT_CPU_PERCENT:
+        problems.append(
+            f"invalid measurement: the client used {client.cpu_percent:.0f}% of a core, so it "
+            f"was the bottleneck; give it a core of its own or lower concurrency"
+        )
+    if client.schedule_lag_p99_ms is not None and client.schedule_lag_p99_ms > MAX_SCHEDULE_LAG_MS:
+        problems.append(
+            f"invalid measurement: requests left {client.schedule_lag_p99_ms:.1f} ms after their "
+            f"scheduled time (p99; limit {MAX_SCHEDULE_LAG_MS:g} ms), so the arrival process "
+            f"was not the one asked for; lower the request rate"
         )
     if summary["num_prompts"] == 0:
-        problems.append("no measured requests")
+        problems.append("invalid measurement: no measured requests")
     return problems

@@ -14,7 +14,7 @@ from typing import Any
 
 from slogate.errors import ConfigError
 
-LATENCY_METRICS = ("ttft", "tpot", "itl", "e2el")
+LATENCY_METRICS = ("ttft", "tpot", "itl", "e2el", "sched_ttft", "sched_e2el")
 STATISTICS = ("mean", "median", "p90", "p95", "p99", "min", "max", "std")
 
 #: name -> (direction, unit). "max" means the measured value must be <= the limit.

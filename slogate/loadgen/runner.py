@@ -256,9 +256,13 @@ async def _open_loop(run: _Run, jobs: list[_Job], spec: LoadSpec, pool_hint: int
     start = _perf_ns() + 1_000_000
     for job, offset in zip(jobs, offsets, strict=True):
         job.scheduled_ns = start + int(offset * 1e9)
+        # Timers may fire early by up to the loop clock's resolution (1 ms on uvloop):
+        # sleep to just before the deadline, then yield until it has passed.
         delay = (job.scheduled_ns - _perf_ns()) / 1e9
-        if delay > 0:
-            await asyncio.sleep(delay)
+        if delay > 0.002:
+            await asyncio.sleep(delay - 0.002)
+        while _perf_ns() < job.scheduled_ns:
+            await asyncio.sleep(0)
         tasks.append(asyncio.create_task(one(job)))
     await asyncio.gather(*tasks)
     for conn in idle:
