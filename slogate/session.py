@@ -200,7 +200,7 @@ class SlogateSession:
         self.results = [r for r in self.results if r.case.id != result.case.id] + [result]
         info = dict(self.run_info, tokenizer=self.run_info.get("tokenizer"))
         write_case(self.results_dir, result, info)
-        write_summary(self.summary_path, self.results)
+        write_summary(self.summary_path, self.results_dir)
         with contextlib.suppress(Exception):  # Allure is an extra; never lose a result to it
             allure_report.attach_case(result, result_json(result, info))
 
