@@ -26,8 +26,8 @@ def test_default_matrix_is_the_users_sweep() -> None:
     ]
     assert m.cases[6].id == "c64-in128-out128"
     assert m.cases[6].file_stem == "serving_benchmark_64_128_128"
-    assert all(c.slo["p99_ttft_ms"] == 2000 for c in m.cases)
-    assert m.cases[0].num_prompts == 16 and m.cases[-1].num_prompts == 1024
+    assert all(c.slo["p90_ttft_ms"] == 2000 for c in m.cases)
+    assert m.cases[0].num_prompts == 32 and m.cases[-1].num_prompts == 1024
 
 
 def test_block_settings_override_defaults_and_merge_slo(tmp_path: Path) -> None:

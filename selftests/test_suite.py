@@ -104,7 +104,7 @@ def test_broken_slo_fails_with_each_threshold_measured_and_limit(project: pytest
         "--concurrency",
         "2",
         "--slo",
-        "p99_tpot_ms=0.01",
+        "median_tpot_ms=0.01",
         "--slo",
         "output_throughput=1e9",
     )
@@ -112,12 +112,12 @@ def test_broken_slo_fails_with_each_threshold_measured_and_limit(project: pytest
     res.stdout.fnmatch_lines(
         [
             "*c2-in32-out16: 2 SLO(s) broken*",
-            "*- p99_tpot_ms = * ms, limit <= 0.01 ms*",
+            "*- median_tpot_ms = * ms, limit <= 0.01 ms*",
             "*- output_throughput = * tok/s, limit >= 1,000,000,000.00 tok/s*",
         ]
     )
     (row,) = read_csv(project.path / "reports" / "summary.csv")
-    assert row["verdict"] == "fail" and row["broken_slos"] == "p99_tpot_ms;output_throughput"
+    assert row["verdict"] == "fail" and row["broken_slos"] == "median_tpot_ms;output_throughput"
     (test,) = allure_results(project.path / "reports")
     assert test["status"] == "failed"
 
@@ -215,3 +215,15 @@ def test_open_loop_case_from_the_command_line(project: pytest.Pytester) -> None:
     assert result["request_rate"] == 40.0 and result["max_concurrency"] is None
     assert result["slogate"]["client"]["schedule_lag_p99_ms"] is not None
     res.stdout.fnmatch_lines(["*r40-in32-out16*-> pass*"])
+
+
+def test_too_few_samples_for_a_percentile_is_invalid(project: pytest.Pytester) -> None:
+    res = project.runpytest_subprocess("-m", "smoke", *FAST, "--concurrency", "2",
+                                       "--slo", "p99_ttft_ms=5000")
+    res.assert_outcomes(failed=1)  # broken in Allure, an error that is not an assertion
+    res.stdout.fnmatch_lines(["*InvalidMeasurement*p99_ttft_ms needs at least 299 samples*"
+                              "this case has 6 completed requests; raise num_prompts*"])
+    (row,) = read_csv(project.path / "reports" / "summary.csv")
+    assert row["verdict"] == "invalid"
+    (test,) = allure_results(project.path / "reports")
+    assert test["status"] == "broken"

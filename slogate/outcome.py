@@ -10,6 +10,7 @@ Verdicts:
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,24 @@ MAX_LOOP_LAG_FRACTION_OF_TTFT = 0.05
 MAX_CLIENT_CPU_PERCENT = 95.0
 #: Open loop: requests may leave this much after their scheduled time (p99).
 MAX_SCHEDULE_LAG_MS = 10.0
+#: A percentile is asserted only when the sample can bound it: with n samples, the
+#: largest lies below the true q-quantile with probability q**n; we want that under 5%.
+PERCENTILE_CONFIDENCE = 0.95
+_QUANTILES = {"median": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
+
+
+def samples_needed(stat: str) -> int:
+    """Samples for the ``stat`` (median, p90 ...) to be bounded by the sample maximum.
+
+    ``n >= ln(1 - confidence) / ln(q)``: 5 for the median, 29 for p90, 59 for p95 and
+    299 for p99.  With fewer, a p99 "measured" from the data is just the maximum of too
+    few requests and says little about the engine's real tail (MLPerf sizes its runs the
+    same way, with a stricter margin).
+    """
+    q = _QUANTILES.get(stat)
+    if q is None:
+        return 1
+    return math.ceil(math.log(1 - PERCENTILE_CONFIDENCE) / math.log(q))
 
 
 @dataclass
@@ -101,4 +120,22 @@ def validity_problems(case: Case, summary: dict[str, Any], client: ClientStats) 
         )
     if summary["num_prompts"] == 0:
         problems.append("invalid measurement: no measured requests")
+    for name in case.slo:
+        stat, _, metric = name.partition("_")
+        metric = metric.removesuffix("_ms")
+        needed = samples_needed(stat)
+        have = summary.get(f"count_{metric}")
+        if needed > 1 and have is not None and have < needed:
+            per_request = metric != "itl"
+            what = "completed requests" if per_request else "token gaps"
+            fix = (
+                f"raise num_prompts to at least {needed}"
+                if per_request
+                else "ask for more output tokens or more prompts"
+            )
+            problems.append(
+                f"invalid measurement: {name} needs at least {needed} samples to be bounded "
+                f"with {PERCENTILE_CONFIDENCE:.0%} confidence, this case has {have} {what}; "
+                f"{fix} (or judge a lower percentile)"
+            )
     return problems
