@@ -32,6 +32,7 @@ class Settings:
     matrix: Path | None = None
     slo_overrides: dict[str, float] = field(default_factory=dict)
     reports_dir: Path = Path("reports")
+    baseline: Path | None = None  # an earlier reports dir to check regressions against
     overrides: Overrides = Overrides()
     sim_profile: str = "default"
     sim_time_scale: float = 1.0
@@ -44,6 +45,8 @@ class Settings:
     show_engine_command: bool = False
     gpus: str | None = None  # docker --gpus value
     cuda_visible_devices: str | None = None
+    repeat: int = 1
+    max_client_lag_ms: float = 10.0
 
     @property
     def served_model(self) -> str:
@@ -87,6 +90,26 @@ def parse_float_list(text: str, option: str) -> tuple[float, ...]:
     if not out:
         raise ConfigError(f"{option}: empty; expected e.g. {option} 1,2.5,10")
     return tuple(out)
+
+
+def _positive_int(text: str | None, option: str, default: int = 1) -> int:
+    if text is None:
+        return default
+    if not str(text).isdigit() or int(text) <= 0:
+        raise ConfigError(f"{option} {text!r}: expected a positive integer, e.g. {option} 3")
+    return int(text)
+
+
+def _positive_float(text: str | None, option: str, default: float = 10.0) -> float:
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"{option} {text!r}: expected a number > 0, e.g. {option} 25")
+    return value
 
 
 def settings_from_options(opt: Any, rootdir: Path) -> Settings:
@@ -202,6 +225,8 @@ def settings_from_options(opt: Any, rootdir: Path) -> Settings:
     reports = Path(opt.slogate_reports_dir)
     if not reports.is_absolute():
         reports = rootdir / reports if opt.slogate_reports_dir == "reports" else reports.resolve()
+    baseline_opt = getattr(opt, "slogate_baseline", None)
+    baseline = Path(baseline_opt).resolve() if baseline_opt else None
 
     return Settings(
         engine=engine,
@@ -213,6 +238,7 @@ def settings_from_options(opt: Any, rootdir: Path) -> Settings:
         matrix=matrix,
         slo_overrides=slos,
         reports_dir=reports,
+        baseline=baseline,
         overrides=Overrides(
             concurrency=conc, request_rate=rates, lengths=lengths, num_prompts=num_prompts
         ),
@@ -225,4 +251,6 @@ def settings_from_options(opt: Any, rootdir: Path) -> Settings:
         image=opt.slogate_image,
         engine_python=opt.slogate_engine_python,
         show_engine_command=bool(opt.slogate_show_engine_command),
+        repeat=_positive_int(opt.slogate_repeat, "--repeat"),
+        max_client_lag_ms=_positive_float(opt.slogate_max_client_lag_ms, "--max-client-lag-ms"),
     )

@@ -145,3 +145,43 @@ def summarize(
         summary.update(distribution("sched_ttft", sched_ttft))
         summary.update(distribution("sched_e2el", sched_e2el))
     return summary
+
+
+#: Window-based rates: with repeats, averaged over the repeats' own windows.
+RATE_KEYS = (
+    "request_throughput", "input_throughput", "output_throughput",
+    "total_token_throughput", "request_goodput",
+)  # fmt: skip
+SPREAD_KEYS = RATE_KEYS[:3] + ("mean_ttft_ms", "median_ttft_ms", "mean_tpot_ms", "mean_itl_ms")
+
+
+def summarize_repeats(
+    runs: Sequence[Sequence[RequestRecord]], good_limits: Mapping[str, float] | None = None
+) -> dict[str, Any]:
+    """One summary over several runs of the same case (``--repeat N``).
+
+    Latency distributions pool every request of every run (more samples, so tighter
+    percentiles); rates are the mean of each run's own rate (the idle time between runs
+    is no part of any window); ``repeats`` keeps each run's headline numbers and
+    ``spread`` their min, max and coefficient of variation, so noise is visible.
+    """
+    if len(runs) == 1:
+        return summarize(runs[0], good_limits)
+    pooled = summarize([r for run in runs for r in run], good_limits)
+    each = [summarize(run, good_limits) for run in runs]
+    for key in RATE_KEYS:
+        pooled[key] = float(np.mean([e[key] for e in each]))
+    pooled["duration"] = float(sum(e["duration"] for e in each))
+    pooled["repeats"] = [{k: e[k] for k in ("completed", "failed", *SPREAD_KEYS)} for e in each]
+    spread = {}
+    for key in SPREAD_KEYS:
+        values = [e[key] for e in each if e[key] is not None]
+        if values:
+            mean = float(np.mean(values))
+            spread[key] = {
+                "min": float(min(values)),
+                "max": float(max(values)),
+                "cv": float(np.std(values) / mean) if mean else 0.0,
+            }
+    pooled["spread"] = spread
+    return pooled

@@ -128,6 +128,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="where results are written (default: reports/)",
     )
     add(
+        "--baseline",
+        dest="slogate_baseline",
+        default=None,
+        metavar="DIR",
+        help="an earlier run's reports directory: fail the cases whose TTFT or TPOT got "
+        "worse than there beyond run-to-run noise",
+    )
+    add(
         "--concurrency",
         dest="slogate_concurrency",
         default=None,
@@ -154,6 +162,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         metavar="N",
         help="measured requests per case instead of the matrix's",
+    )
+    add(
+        "--repeat",
+        dest="slogate_repeat",
+        default=None,
+        metavar="N",
+        help="run each case N times; verdicts use all N runs, reports show their spread",
+    )
+    add(
+        "--max-client-lag-ms",
+        dest="slogate_max_client_lag_ms",
+        default=None,
+        metavar="MS",
+        help="event-loop lag (p99) above which a case is invalid (default 10, or 5%% of the "
+        "median TTFT if more); raise it only when the engine must share the client's CPU",
     )
     add(
         "--sim-profile",
@@ -195,6 +218,10 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
         if settings.matrix is not None:
             SlogateSession(settings).matrix(settings.matrix)  # validate early
         validate_engine(settings)
+        if settings.baseline is not None:
+            from slogate.report.baseline import validate_baseline_dir
+
+            validate_baseline_dir(settings.baseline, settings.reports_dir)
         if settings.show_engine_command:
             print(engine_command_line(settings))
             return 0

@@ -26,9 +26,9 @@ from slogate.config import Settings
 from slogate.engines.base import Endpoint
 from slogate.errors import EngineDiedError
 from slogate.loadgen.dataset import Tokenizer, random_prompts
-from slogate.loadgen.runner import LoadSpec, Progress, raise_fd_limit, run_load
+from slogate.loadgen.runner import ClientStats, LoadSpec, Progress, raise_fd_limit, run_load
 from slogate.matrix import Case, Matrix, load_matrix
-from slogate.metrics import summarize
+from slogate.metrics import summarize_repeats
 from slogate.outcome import CaseResult, validity_problems
 from slogate.report import allure as allure_report
 from slogate.report.results import result_json, write_case
@@ -126,14 +126,6 @@ class SlogateSession:
                 "output_len": case.output_len,
             },
         )
-        prompts = random_prompts(
-            tokenizer, case.num_prompts, case.input_len, case.output_len,
-            case.range_ratio, case.seed,
-        )  # fmt: skip
-        warmup = random_prompts(
-            tokenizer, case.warmup_requests, case.input_len, min(case.output_len, 16),
-            case.range_ratio, case.seed + 1,
-        )  # fmt: skip
         spec = LoadSpec(
             base_url=endpoint.base_url,
             model=endpoint.model,
@@ -159,19 +151,38 @@ class SlogateSession:
             auth = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
             url = endpoint.base_url + endpoint.metrics_path
             scraper = MetricsScraper(url, endpoint.metrics, headers=auth).start()
+        loads = []
         try:
-            load = run_load(spec, prompts, warmup, tokenizer, on_progress)
+            for k in range(self.settings.repeat):
+                # Fresh prompts each repeat: no prefix-cache hits from the previous run.
+                seed = case.seed + 7919 * k
+                prompts = random_prompts(
+                    tokenizer, case.num_prompts, case.input_len, case.output_len,
+                    case.range_ratio, seed,
+                )  # fmt: skip
+                warmup = random_prompts(
+                    tokenizer, case.warmup_requests, case.input_len, min(case.output_len, 16),
+                    case.range_ratio, seed + 1,
+                )  # fmt: skip
+                loads.append(run_load(spec, prompts, warmup, tokenizer, on_progress))
+                if k + 1 < self.settings.repeat:
+                    endpoint.check_alive()
         finally:
             server_metrics = scraper.stop() if scraper else []
+        for k, load in enumerate(loads):  # keep request indexes unique across repeats
+            for r in load.records:
+                r.index += k * case.num_prompts
+        records = [r for load in loads for r in load.records]
         limits = per_request_limits(case.slo)
-        summary = summarize(load.records, limits)
+        summary = summarize_repeats([load.records for load in loads], limits)
+        client = ClientStats.worst([load.client for load in loads])
         result = CaseResult(
             case=case,
             engine=endpoint.engine,
             model=endpoint.model,
             summary=summary,
-            records=load.records,
-            client=load.client,
+            records=records,
+            client=client,
             started_at=started,
             time_scale=float(endpoint.info.get("time_scale") or 1.0),
             server_metrics=server_metrics,
@@ -182,14 +193,18 @@ class SlogateSession:
             result.verdict, result.problems = "error", [str(exc).splitlines()[0]]
             self._record(result)
             raise
-        problems = validity_problems(case, summary, load.client)
+        problems = validity_problems(case, summary, client, self.settings.max_client_lag_ms)
         if summary["completed"] == 0 and summary["errors_by_class"]["connection_error"]:
             result.verdict = "error"
-            result.problems = ["no request could reach the engine: " + _first_error(load.records)]
+            result.problems = ["no request could reach the engine: " + _first_error(records)]
         elif problems:
             result.verdict, result.problems = "invalid", problems
         else:
             result.breaches = check(summary, case.slo)
+            if self.settings.baseline is not None:  # worse than last time fails like an SLO
+                from slogate.report.baseline import regressions
+
+                result.breaches += regressions(result, self.settings.baseline)
             result.verdict = "fail" if result.breaches else "pass"
         self._record(result)
         if progress is not None:
@@ -201,10 +216,45 @@ class SlogateSession:
         info = dict(self.run_info, tokenizer=self.run_info.get("tokenizer"))
         write_case(self.results_dir, result, info)
         write_summary(self.summary_path, self.results_dir)
+        from slogate.report.sweep import write_sweep_report
+
+        # summary.md is cheap to refresh per case; the charts are drawn at session finish.
+        with contextlib.suppress(Exception):  # extras; never lose a result to them
+            write_sweep_report(self.reports_dir, charts=False)
         with contextlib.suppress(Exception):  # Allure is an extra; never lose a result to it
             allure_report.attach_case(result, result_json(result, info))
 
     # -- pytest hooks ---------------------------------------------------------------------
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[Any]) -> None:
+        """A test the engine broke (at start, in a fixture, or mid-case) gets the log tail.
+
+        Runs inside allure-pytest's report hook, while the test's Allure result is open,
+        so the attachment lands on that test, fixture-setup errors included.
+        """
+        from slogate.errors import InfrastructureError
+
+        if call.excinfo is None or not call.excinfo.errisinstance(InfrastructureError):
+            return
+        process = self.endpoint.process if self.endpoint else None
+        with contextlib.suppress(Exception):  # Allure is an extra
+            allure_report.attach_engine_log(
+                str(call.excinfo.value), process.log_path if process else None
+            )
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """Draw the sweep charts, rewrite summary.md, and show both in Allure."""
+        from slogate.report.sweep import write_sweep_report
+
+        if hasattr(session.config, "workerinput"):
+            return  # pytest-xdist: the controller draws once, from every worker's files
+        if not any(self.results_dir.glob("serving_benchmark_*.json")):
+            return
+        write_sweep_report(self.reports_dir)
+        alluredir = getattr(session.config.option, "allure_report_dir", None)
+        if alluredir:
+            with contextlib.suppress(Exception):  # Allure is an extra
+                allure_report.attach_sweep_summary(Path(alluredir), self.reports_dir)
+
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.results:
             return
@@ -220,7 +270,19 @@ class SlogateSession:
         tr.write_line(f"summary:   {self.summary_path}")
         tr.write_line(f"per case:  {self.results_dir}/serving_benchmark_*.json")
         tr.write_line(f"requests:  {self.results_dir / 'requests'}/*.requests.jsonl")
+        if (self.reports_dir / "summary.md").exists():
+            tr.write_line(f"tables:    {self.reports_dir / 'summary.md'}")
+        if any((self.reports_dir / "charts").glob("sweep_*.png")):
+            tr.write_line(f"charts:    {self.reports_dir / 'charts'}/sweep_*.png")
         tr.write_line(f"allure:    {self.allure_dir}")
+        tr.write_line(f"html:      python -m slogate report --reports-dir {self.reports_dir}")
+        if self.settings.baseline is not None:
+            regressed = [
+                r for r in self.results if any(b.name.startswith("regression:") for b in r.breaches)
+            ]
+            tr.write_line(
+                f"baseline:  {self.settings.baseline}: {len(regressed)} case(s) regressed"
+            )
         if self.endpoint and self.endpoint.process:
             tr.write_line(f"engine log: {self.endpoint.process.log_path}")
 

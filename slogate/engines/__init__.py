@@ -24,6 +24,18 @@ def get_engine(name: str) -> Engine:
         from slogate.engines.vllm import VllmEngine
 
         return VllmEngine()
+    if name == "sglang":
+        from slogate.engines.sglang import SglangEngine
+
+        return SglangEngine()
+    if name == "ollama":
+        from slogate.engines.ollama import OllamaEngine
+
+        return OllamaEngine()
+    if name == "llamacpp":
+        from slogate.engines.llamacpp import LlamaCppEngine
+
+        return LlamaCppEngine()
     if name == "sim":
         from slogate.engines.sim import SimEngine
 

@@ -155,6 +155,9 @@ class ServerEngine:
         env.update(r.env)
         if settings.api_key and self.api_key_env:
             env[self.api_key_env] = settings.api_key
+        if r.launcher == "local" and Path(r.model).is_dir():
+            # A local model directory needs no hub: never let the engine reach for one.
+            env.setdefault("HF_HUB_OFFLINE", "1")
         if settings.cuda_visible_devices is not None and r.launcher == "local":
             env["CUDA_VISIBLE_DEVICES"] = settings.cuda_visible_devices
         stop_argv = ["docker", "rm", "-f", container] if container else None

@@ -88,19 +88,68 @@ def _corpus(seed: int, n_lines: int = 8000) -> Iterator[str]:
     rng = random.Random(seed)
     # A Zipf-ish lexicon: a few hundred syllable words plus some common English.
     lexicon = [
-        "the", "a", "of", "and", "to", "in", "is", "you", "that", "it", "for",
-        "on", "with", "as", "are", "this", "be", "at", "by", "from", "or",
-        "have", "not", "what", "all", "were", "we", "when", "your", "can",
-        "said", "there", "use", "an", "each", "which", "do", "how", "their",
-        "if", "will", "up", "other", "about", "out", "many", "then", "them",
-        "token", "model", "latency", "request", "server", "stream", "time",
+        "the",
+        "a",
+        "of",
+        "and",
+        "to",
+        "in",
+        "is",
+        "you",
+        "that",
+        "it",
+        "for",
+        "on",
+        "with",
+        "as",
+        "are",
+        "this",
+        "be",
+        "at",
+        "by",
+        "from",
+        "or",
+        "have",
+        "not",
+        "what",
+        "all",
+        "were",
+        "we",
+        "when",
+        "your",
+        "can",
+        "said",
+        "there",
+        "use",
+        "an",
+        "each",
+        "which",
+        "do",
+        "how",
+        "their",
+        "if",
+        "will",
+        "up",
+        "other",
+        "about",
+        "out",
+        "many",
+        "then",
+        "them",
+        "token",
+        "model",
+        "latency",
+        "request",
+        "server",
+        "stream",
+        "time",
     ]
     for _ in range(2000):
         n_syl = rng.choice((1, 1, 2, 2, 2, 3, 3, 4))
-        lexicon.append(
-            "".join(rng.choice(_CONSONANTS) + rng.choice(_VOWELS) for _ in range(n_syl))
-        )
-    cum_weights = list(itertools.accumulate(1.0 / (rank + 1) ** 0.9 for rank in range(len(lexicon))))
+        lexicon.append("".join(rng.choice(_CONSONANTS) + rng.choice(_VOWELS) for _ in range(n_syl)))
+    cum_weights = list(
+        itertools.accumulate(1.0 / (rank + 1) ** 0.9 for rank in range(len(lexicon)))
+    )
     for _ in range(n_lines):
         words: list[str] = []
         for _ in range(rng.randint(4, 24)):

@@ -15,7 +15,7 @@ from slogate.engines.launch import Resolved, ServerEngine
 MISSING_MODEL = (
     r"does not appear to have a file named config\.json|Repo id must be|HFValidationError|"
     r"Invalid repository ID|is not a valid model identifier|No such file or directory: "
-    r"'[^']*config\.json'|Can't load the configuration of"
+    r"'[^']*config\.json'|Can't load the configuration of|LocalEntryNotFoundError"
 )
 
 
@@ -37,6 +37,12 @@ class VllmEngine(ServerEngine):
             "the model path does not exist or is not a model directory",
             "check --model (inside Docker: the path in the container, under the -v mount) "
             "and that config.json and all weight shards are there",
+        ),
+        (
+            r"Available memory on node \d+ .* is less than desired CPU memory utilization",
+            "vLLM's CPU backend could not reserve its KV cache",
+            "give it an explicit size: --engine-args=\"--kv-cache-memory-bytes 268435456\" "
+            "or the environment variable VLLM_CPU_KVCACHE_SPACE=1 (GiB)",
         ),
         (
             r"error: unrecognized arguments|error: argument",

@@ -87,3 +87,6 @@ def encode_body(api: Api, req: Request, extra: dict[str, Any] | None = None) -> 
     if extra:
         body.update(extra)
     return json.dumps(body).encode()
+
+
+import slogate.loadgen.native  # noqa: E402, F401  (registers native request formats)

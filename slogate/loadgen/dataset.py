@@ -68,11 +68,25 @@ class HFTokenizer:
             raise ConfigError(f"{path}: cannot load the tokenizer ({exc})") from None
         vocab = self._tok.get_vocab(with_added_tokens=True)
         special = {t.content for t in self._tok.get_added_tokens_decoder().values() if t.special}
-        self._ids = np.array(
-            sorted(i for tok, i in vocab.items() if tok not in special), dtype=np.int64
-        )
-        if len(self._ids) == 0:
+        ordinary = sorted(i for tok, i in vocab.items() if tok not in special)
+        if not ordinary:
             raise ConfigError(f"{path}: the tokenizer has no ordinary tokens")
+        self._ids = np.array(self._word_tokens(ordinary) or ordinary, dtype=np.int64)
+
+    def _word_tokens(self, ids: list[int], sample: int = 20000) -> list[int]:
+        """Tokens that are one whole word with its leading space and encode back to
+        themselves: a random sequence of them decodes to text that re-encodes to the same
+        sequence, so prompts come out exact at once (random byte-level pieces would merge
+        with their neighbours)."""
+        rng = random.Random(0)
+        candidates = ids if len(ids) <= sample else rng.sample(ids, sample)
+        words = []
+        for i in candidates:
+            text = self._tok.decode([i])
+            if len(text) > 1 and text[0] == " " and text[1:].isalpha():
+                if self._tok.encode(text, add_special_tokens=False).ids == [i]:
+                    words.append(i)
+        return sorted(words) if len(words) >= 64 else []
 
     def encode(self, text: str) -> list[int]:
         return self._tok.encode(text, add_special_tokens=False).ids

@@ -85,6 +85,24 @@ class ClientStats:
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
+    @classmethod
+    def worst(cls, runs: list[ClientStats]) -> ClientStats:
+        """Several runs of one case are as trustworthy as the least trustworthy of them."""
+        if len(runs) == 1:
+            return runs[0]
+        lags = [r.schedule_lag_p99_ms for r in runs if r.schedule_lag_p99_ms is not None]
+        lag_max = [r.schedule_lag_max_ms for r in runs if r.schedule_lag_max_ms is not None]
+        return cls(
+            target_in_flight=max(r.target_in_flight for r in runs),
+            peak_in_flight=min(r.peak_in_flight for r in runs),
+            loop_lag_max_ms=max(r.loop_lag_max_ms for r in runs),
+            loop_lag_p99_ms=max(r.loop_lag_p99_ms for r in runs),
+            cpu_percent=max(r.cpu_percent for r in runs),
+            schedule_lag_p99_ms=max(lags) if lags else None,
+            schedule_lag_max_ms=max(lag_max) if lag_max else None,
+            connections_opened=sum(r.connections_opened for r in runs),
+        )
+
 
 @dataclass
 class LoadResult:

@@ -2,32 +2,51 @@
 
 Labels follow Allure's behaviours tree: engine (epic) > model (feature) > lengths (story).
 Parameter names are stable (concurrency, input_len, output_len) so history and trends work.
+Each case carries its metrics table (description), its metrics JSON, its requests as CSV,
+PNG plots of its TTFT/TPOT distributions and server time series; a case that broke on the
+engine carries the engine log's tail.  At the end of the session every case of an
+input/output pair gets the pair's sweep table and chart (a shared "tear down" step), so
+the sweep is seen next to any of its cases.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import time
+import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import allure
 
 from slogate.outcome import CaseResult
-from slogate.report.files import write_json, write_text
-from slogate.report.results import requests_jsonl
+from slogate.report.files import write_bytes, write_json, write_text
+from slogate.report.plots import distribution_png, server_metrics_png
 
+#: Allure matches ``messageRegex`` against the whole message, and a failure message spans
+#: several lines (one per broken SLO): ``(?s)`` lets ``.`` cross them.  A result lands in
+#: the first category it matches, so the specific ones come first.
 CATEGORIES = [
+    {
+        "name": "Regressions against the baseline",
+        "description": "Worse than the same case of the --baseline run, beyond run-to-run noise.",
+        "matchedStatuses": ["failed"],
+        "messageRegex": "(?s).*regressed: .*",
+    },
     {
         "name": "SLO breaches",
         "description": "The engine was measured correctly and missed a threshold.",
         "matchedStatuses": ["failed"],
-        "messageRegex": ".*SLO.*",
+        "messageRegex": "(?s).*SLO.*",
     },
     {
         "name": "Invalid measurements",
         "description": "The client, not the engine, limited the numbers; nothing was judged.",
         "matchedStatuses": ["broken"],
-        "messageRegex": ".*[Ii]nvalid.*",
+        "messageRegex": "(?s).*[Ii]nvalid.*",
     },
     {
         "name": "Engine or infrastructure trouble",
@@ -35,6 +54,15 @@ CATEGORIES = [
         "matchedStatuses": ["broken"],
     },
 ]
+
+#: Columns of the per-request CSV, in reading order (times in ms from the case start).
+REQUEST_COLUMNS = (
+    "index", "warmup", "status", "error", "http_status",
+    "input_len", "max_tokens", "output_tokens", "output_tokens_source",
+    "ttft_ms", "tpot_ms", "e2el_ms",
+    "sent_ms", "scheduled_ms", "first_token_ms", "last_token_ms", "done_ms",
+    "chunks", "tokens_per_chunk", "prompt_tokens_server", "ttft_from_schedule_ms",
+)  # fmt: skip
 
 
 def label_case(case_id: str, engine: str, model: str, params: dict[str, Any]) -> None:
@@ -46,6 +74,33 @@ def label_case(case_id: str, engine: str, model: str, params: dict[str, Any]) ->
     for name, value in params.items():
         if value is not None:
             allure.dynamic.parameter(name, value)
+    _stabilise_case_parameter(case_id)
+
+
+def _current_test() -> Any:
+    """The test result allure-pytest is filling in, or None when Allure is not active."""
+    import allure_commons
+
+    for plugin in allure_commons.plugin_manager.get_plugins():
+        logger = getattr(plugin, "allure_logger", None)
+        if logger is not None and hasattr(logger, "get_test"):
+            return logger.get_test(None)
+    return None
+
+
+def _stabilise_case_parameter(case_id: str) -> None:
+    """Show the pytest parameter ``case`` as its id and keep it out of the history id.
+
+    allure-pytest adds every pytest parameter as shown by ``repr``: for a case that is the
+    whole dataclass, SLOs and prompt counts included, so changing a threshold would make
+    it a new test with no history.  The stable parameters (concurrency, input_len,
+    output_len, request_rate) identify a case; ``case`` becomes a readable, excluded one.
+    """
+    test = _current_test()
+    for param in getattr(test, "parameters", None) or []:
+        if param.name == "case":
+            param.value = case_id
+            param.excluded = True
 
 
 def metrics_table(result: CaseResult) -> str:
@@ -73,6 +128,33 @@ def metrics_table(result: CaseResult) -> str:
     return "\n".join(lines)
 
 
+def requests_csv(result: CaseResult) -> str:
+    """One row per request (warm-up included and flagged), as ``requests.jsonl`` has them."""
+    origin = min((r.sent_ns for r in result.records), default=0)
+    buf = io.StringIO()
+    writer = csv.DictWriter(
+        buf, fieldnames=REQUEST_COLUMNS, extrasaction="ignore", lineterminator="\n"
+    )
+    writer.writeheader()
+    for record in result.records:
+        row = record.to_json(origin)
+        writer.writerow({k: "" if row.get(k) is None else row[k] for k in REQUEST_COLUMNS})
+    return buf.getvalue()
+
+
+def case_plots(result: CaseResult) -> list[tuple[str, bytes]]:
+    """(name, PNG) for the case: TTFT and TPOT distributions, server time series."""
+    measured = [r for r in result.records if r.ok and not r.warmup]
+    ttft = [r.ttft_ns / 1e6 for r in measured if r.ttft_ns is not None]
+    tpot = [t / 1e6 for r in measured if (t := r.tpot_ns) is not None]
+    plots = [
+        ("TTFT distribution.png", distribution_png(ttft, "TTFT", result.case.id)),
+        ("TPOT distribution.png", distribution_png(tpot, "TPOT", result.case.id)),
+        ("server time series.png", server_metrics_png(result.server_metrics, result.case.id)),
+    ]
+    return [(name, png) for name, png in plots if png is not None]
+
+
 def attach_case(result: CaseResult, result_json: dict[str, Any]) -> None:
     allure.dynamic.description(metrics_table(result))
     skip = ("input_lens", "output_lens", "ttfts")
@@ -83,8 +165,10 @@ def attach_case(result: CaseResult, result_json: dict[str, Any]) -> None:
         attachment_type=allure.attachment_type.JSON,
     )
     allure.attach(
-        requests_jsonl(result), name="requests.jsonl", attachment_type=allure.attachment_type.TEXT
+        requests_csv(result), name="requests.csv", attachment_type=allure.attachment_type.CSV
     )
+    for name, png in case_plots(result):
+        allure.attach(png, name=name, attachment_type=allure.attachment_type.PNG)
     if result.server_metrics:
         allure.attach(
             json.dumps(result.server_metrics, indent=1),
@@ -95,6 +179,23 @@ def attach_case(result: CaseResult, result_json: dict[str, Any]) -> None:
 
 def attach_log_tail(text: str) -> None:
     allure.attach(text, name="engine log (tail)", attachment_type=allure.attachment_type.TEXT)
+
+
+def engine_log_tail(message: str, fallback: Path | None, lines: int = 200) -> str:
+    """The engine log's last lines: the file the error names (``log: PATH``), else
+    ``fallback``, else the error message itself (which carries a shorter tail)."""
+    from slogate.server import tail
+
+    named = [Path(ln[5:].strip()) for ln in message.splitlines() if ln.startswith("log: ")]
+    for path in named + ([fallback] if fallback else []):
+        if path.is_file():
+            return f"{path} (last {lines} lines)\n\n" + tail(path, lines)
+    return message
+
+
+def attach_engine_log(message: str, fallback: Path | None) -> None:
+    """Attach the engine log's tail to the current test (the engine broke it)."""
+    attach_log_tail(engine_log_tail(message, fallback))
 
 
 def write_environment(allure_dir: Path, run_info: dict[str, Any]) -> None:
@@ -111,3 +212,81 @@ def write_environment(allure_dir: Path, run_info: dict[str, Any]) -> None:
         allure_dir / "executor.json",
         {"name": "slogate", "type": "pytest", "buildName": run_info.get("run_id", "")},
     )
+
+
+def _stories(allure_dir: Path) -> dict[str, list[str]]:
+    """Test uuids of the results in ``allure_dir``, by story (the ``in…-out…`` label)."""
+    out: dict[str, list[str]] = {}
+    for path in sorted(allure_dir.glob("*-result.json")):
+        try:
+            test = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        labels = test.get("labels", [])
+        story = next((lab["value"] for lab in labels if lab["name"] == "story"), None)
+        if story and test.get("uuid"):
+            out.setdefault(story, []).append(test["uuid"])
+    return out
+
+
+def attach_sweep(
+    allure_dir: Path, story: str, attachments: Iterable[tuple[str, str, bytes]]
+) -> bool:
+    """Add ``attachments`` (name, MIME type, content) to every case of ``story``.
+
+    Written as an Allure container whose "after" step carries them: Allure shows it in
+    the tear-down part of each child test, so the pair's chart and table are one click
+    from any of its cases, and the run's test count stays the number of cases.
+    Returns False when no test of that story is in ``allure_dir``.
+    """
+    children = _stories(allure_dir).get(story)
+    if not children:
+        return False
+    now = int(time.time() * 1000)
+    refs = []
+    for name, mime, body in attachments:
+        ext = {"image/png": "png", "text/csv": "csv", "text/markdown": "md"}.get(mime, "txt")
+        source = f"{uuid.uuid4()}-attachment.{ext}"
+        write_bytes(allure_dir / source, body)
+        refs.append({"name": name, "source": source, "type": mime})
+    container = {
+        "uuid": str(uuid.uuid4()),
+        "name": f"sweep summary {story}",
+        "children": children,
+        "afters": [
+            {
+                "name": f"sweep summary {story}",
+                "status": "passed",
+                "stage": "finished",
+                "start": now,
+                "stop": now,
+                "attachments": refs,
+            }
+        ],
+        "start": now,
+        "stop": now,
+    }
+    write_json(allure_dir / f"{container['uuid']}-container.json", container)
+    return True
+
+
+def attach_sweep_summary(allure_dir: Path, reports_dir: Path) -> list[str]:
+    """Give every case the sweep table (CSV) and chart (PNG) of its input/output pair.
+
+    Returns the stories (``in…-out…``) that received them.
+    """
+    from slogate.report.sweep import chart_name, groups, load_cases, pair_csv, pair_title
+
+    done = []
+    for (inp, out, kind), rows in groups(load_cases(reports_dir / "results")).items():
+        title = pair_title(inp, out)
+        files: list[tuple[str, str, bytes]] = [
+            (f"sweep table, {title}.csv", "text/csv", pair_csv(rows).encode())
+        ]
+        chart = reports_dir / "charts" / chart_name(inp, out, kind)
+        if chart.is_file():
+            files.append((f"sweep chart, {title}.png", "image/png", chart.read_bytes()))
+        story = f"in{inp}-out{out}"
+        if attach_sweep(allure_dir, story, files):
+            done.append(story)
+    return done

@@ -110,7 +110,8 @@ DEFAULT = Profile(
 H20_DEEPSEEK_R1_VLLM = Profile(
     name="h20-deepseek-r1-vllm",
     description="vLLM v0.8.2, DeepSeek-R1 FP8, TP8 on 8xH20 (seed table 1)",
-    # Seed TPOT: 110 ms at c=1, ~116 at 64, ~125 with ~100 decoding.
+    # Seed TPOT: 110 ms at c=1, 116 / 121 ms at c=64 for 128/128 / 256/256: the batch
+    # table plus the context term (~5 ms for 64 x 192 tokens, ~10 ms for 64 x 384).
     decode_ms=((1, 110.0), (8, 111.0), (32, 111.0), (64, 111.5), (128, 113.0), (256, 122.0)),
     decode_ms_per_context_token=0.0004,
     # TTFT 137 ms for one 128-token prompt, ~640 ms for 64 of them in one step.
@@ -120,7 +121,7 @@ H20_DEEPSEEK_R1_VLLM = Profile(
     max_num_batched_tokens=16384,
     chunked_prefill=False,
     max_model_len=4096,
-    # 64 reservations of 256+256+256 fit, and 96 of 128+128+256: the seed's plateaus
+    # 64 reservations of 256+256+200 fit, and 99 of 128+128+200: the seed's plateaus
     # (~470 tok/s at 256/256, ~700 at 128/128, with TTFT exploding in waves).
     kv_capacity_tokens=45_600,
     kv_seq_overhead_tokens=200,
@@ -133,7 +134,8 @@ H20_DEEPSEEK_R1_VLLM = Profile(
 H20_DEEPSEEK_R1_SGLANG = Profile(
     name="h20-deepseek-r1-sglang",
     description="SGLang, DeepSeek-R1 FP8, TP8 on 8xH20 (seed table 2)",
-    # Seed TPOT: 42 ms at c=1, ~53 at 8, ~85 at 32, ~105 at 64, ~126 at 128, ~180 at 256.
+    # Seed TPOT: 42 ms at c=1, ~53 at 8, ~85 at 32, ~105 at 64, ~126 at 128, ~180 at 256;
+    # at high concurrency part of it is the chunked prefill steps, so the table is lower.
     decode_ms=(
         (1, 41.0),
         (4, 42.0),
@@ -148,7 +150,7 @@ H20_DEEPSEEK_R1_SGLANG = Profile(
     # TTFT 182 ms for one 128-token prompt.
     prefill_base_ms=155.0,
     prefill_ms_per_token=0.2,
-    max_num_seqs=1024,
+    max_num_seqs=1024,  # SGLang sizes its running batch from memory: the KV limit binds
     max_num_batched_tokens=4096,
     chunked_prefill=True,
     max_model_len=65536,

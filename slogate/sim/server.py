@@ -294,11 +294,7 @@ class SimServer:
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         req: SimRequest | None = None
         try:
-            try:
-                body = await self._json_body(request)
-                params = self._parse(body, chat=chat)
-            except ApiError as e:
-                return e.response()
+            params = self._parse(await self._json_body(request), chat=chat)
             req = SimRequest(params.prompt_tokens, params.max_tokens, params.ignore_eos)
             self.requests_total += 1
             if params.stream:
@@ -326,7 +322,9 @@ class SimServer:
         if chunked:
             resp.enable_chunked_encoding()
         await resp.prepare(request)
-        # Send the headers now, as vLLM does, and before any bytes the engine writes.
+        # Send the headers now, as vLLM does, and before any bytes the engine writes to
+        # the transport (aiohttp holds them back until the first write; an empty write
+        # flushes them).
         await resp.write(b"")
         transport = request.transport
         if transport is None:  # the client left already

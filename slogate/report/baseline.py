@@ -1,0 +1,244 @@
+"""Regressions against a baseline run: is this case worse than the same case last time?
+
+``--baseline DIR`` names an earlier reports directory.  Each case is compared with the
+case of the same load and lengths there (``results/<stem>.json`` and its per-request
+samples in ``results/requests/<stem>.requests.jsonl``).  A metric has regressed when
+
+1. the change is real: the 95% bootstrap interval of the relative change of the
+   statistic (2000 resamples of the requests of each run, seeded, so a run is
+   reproducible) lies entirely on the worse side of zero, and
+2. the change matters: the point estimate is at least ``MIN_EFFECT`` (5%) worse, so a
+   statistically clear 0.5% change on a quiet machine does not fail a gate.
+
+The per-request samples of a run share batches and queueing, so the interval covers
+sampling noise only; the minimum effect is what absorbs the run-to-run drift of a
+machine.  Everything here is plain functions on plain numbers, apart from ``regressions``
+which reads the baseline files for one case.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from slogate.errors import ConfigError
+from slogate.outcome import CaseResult
+from slogate.report.sweep import results_dir_of
+from slogate.slo import Breach
+
+#: Statistics checked, each lower-is-better: name -> (per-request sample, statistic).
+METRICS: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]] = {
+    "mean_ttft_ms": ("ttft_ms", lambda a: a.mean(axis=-1)),
+    "p99_ttft_ms": ("ttft_ms", lambda a: np.percentile(a, 99, axis=-1)),
+    "mean_tpot_ms": ("tpot_ms", lambda a: a.mean(axis=-1)),
+}
+RESAMPLES = 2000
+CONFIDENCE = 0.95
+MIN_EFFECT = 0.05  # relative: 5% worse
+SEED = 20240611
+#: Fewer samples than this on either side and no interval is meaningful: not judged.
+MIN_SAMPLES = 3
+
+
+@dataclass(frozen=True)
+class Change:
+    """A statistic in the baseline and now, with the bootstrap interval of the change."""
+
+    metric: str
+    baseline: float
+    current: float
+    change: float  # relative: current / baseline - 1
+    ci_low: float
+    ci_high: float
+    regressed: bool
+
+
+@dataclass(frozen=True)
+class Regression(Breach):
+    """A metric worse than in the baseline beyond noise; fails the case like a broken SLO.
+
+    As a ``Breach`` it is listed where breaches are (the failure message, the JSON's
+    ``breaches``, ``summary.csv``'s ``broken_slos``) under the name ``regression:<metric>``,
+    with ``measured`` the value now and ``limit`` the baseline's.
+    """
+
+    metric: str = ""
+    change: float = 0.0
+    ci_low: float = 0.0
+    ci_high: float = 0.0
+    baseline_label: str = ""
+
+    def __str__(self) -> str:
+        return (
+            f"{self.metric} regressed: {_ms(self.limit)} ms -> {_ms(self.measured)} ms "
+            f"({self.change:+.1%}, {CONFIDENCE:.0%} CI {self.ci_low:+.1%} .. {self.ci_high:+.1%}) "
+            f"against baseline {self.baseline_label}"
+        )
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "metric": self.metric,
+            "baseline": self.limit,
+            "current": self.measured,
+            "change": self.change,
+            "ci_low": self.ci_low,
+            "ci_high": self.ci_high,
+            "baseline_dir": self.baseline_label,
+            "message": str(self),
+        }
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "?"
+    return f"{value:.0f}" if value >= 100 else f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+
+
+def compare_samples(
+    metric: str,
+    baseline: Sequence[float],
+    current: Sequence[float],
+    *,
+    resamples: int = RESAMPLES,
+    confidence: float = CONFIDENCE,
+    min_effect: float = MIN_EFFECT,
+    seed: int = SEED,
+) -> Change | None:
+    """Bootstrap the relative change of ``metric``'s statistic from baseline to current.
+
+    Each resample draws both runs' requests with replacement and takes the statistic's
+    ratio; the interval is the central ``confidence`` share of those ratios.  None when
+    either side has too few samples or a zero baseline (no ratio).
+    """
+    stat = METRICS[metric][1]
+    a = np.asarray([v for v in baseline if v is not None and math.isfinite(v)], dtype=float)
+    b = np.asarray([v for v in current if v is not None and math.isfinite(v)], dtype=float)
+    if a.size < MIN_SAMPLES or b.size < MIN_SAMPLES:
+        return None
+    base, cur = float(stat(a)), float(stat(b))
+    if base <= 0:
+        return None
+    rng = np.random.default_rng(seed)
+    ratios = []
+    # In chunks: a 2000 x n index matrix per side stays small even for large cases.
+    chunk = max(1, min(resamples, 2_000_000 // max(a.size, b.size)))
+    done = 0
+    while done < resamples:
+        k = min(chunk, resamples - done)
+        sa = stat(a[rng.integers(0, a.size, size=(k, a.size))])
+        sb = stat(b[rng.integers(0, b.size, size=(k, b.size))])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratios.append(sb / sa - 1.0)
+        done += k
+    rel = np.concatenate(ratios)
+    rel = rel[np.isfinite(rel)]
+    tail = (1.0 - confidence) / 2 * 100
+    low, high = (float(x) for x in np.percentile(rel, [tail, 100 - tail]))
+    change = cur / base - 1.0
+    return Change(metric, base, cur, change, low, high, low > 0 and change >= min_effect)
+
+
+def find_regressions(
+    baseline: Mapping[str, Sequence[float]],
+    current: Mapping[str, Sequence[float]],
+    baseline_label: str,
+    min_effect: float = MIN_EFFECT,
+) -> list[Regression]:
+    """Regressions between two runs' per-request samples (``{"ttft_ms": [...], ...}``)."""
+    out = []
+    for metric, (sample, _) in METRICS.items():
+        c = compare_samples(
+            metric, baseline.get(sample, ()), current.get(sample, ()), min_effect=min_effect
+        )
+        if c is not None and c.regressed:
+            out.append(
+                Regression(
+                    name=f"regression:{metric}",
+                    measured=c.current,
+                    limit=c.baseline,
+                    metric=metric,
+                    change=c.change,
+                    ci_low=c.ci_low,
+                    ci_high=c.ci_high,
+                    baseline_label=baseline_label,
+                )
+            )
+    return out
+
+
+def current_samples(result: CaseResult) -> dict[str, list[float]]:
+    """Per-request TTFT and TPOT (ms) of the measured, successful requests of a case."""
+    ok = [r for r in result.records if r.ok and not r.warmup]
+    return {
+        "ttft_ms": [r.ttft_ns / 1e6 for r in ok if r.ttft_ns is not None],
+        "tpot_ms": [t / 1e6 for r in ok if (t := r.tpot_ns) is not None],
+    }
+
+
+def baseline_samples(results_dir: Path, stem: str) -> dict[str, list[float]] | None:
+    """The same samples from an earlier run's files; None when it lacks a judged case."""
+    case_json = results_dir / f"{stem}.json"
+    lines = results_dir / "requests" / f"{stem}.requests.jsonl"
+    try:
+        verdict = json.loads(case_json.read_text(encoding="utf-8")).get("slogate", {})
+        text = lines.read_text(encoding="utf-8")
+    except (OSError, ValueError):
+        return None
+    # An invalid or broken baseline case measured nothing trustworthy to compare with.
+    if verdict.get("verdict") in ("invalid", "error"):
+        return None
+    out: dict[str, list[float]] = {"ttft_ms": [], "tpot_ms": []}
+    for line in text.splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if row.get("warmup") or row.get("status") != "ok":
+            continue
+        for key, values in out.items():
+            if isinstance(row.get(key), (int, float)):
+                values.append(float(row[key]))
+    return out
+
+
+def label(baseline_dir: Path) -> str:
+    """How the baseline is named in messages: its directory (the reports dir, not results/)."""
+    path = baseline_dir.parent if baseline_dir.name == "results" else baseline_dir
+    return path.name or str(path)
+
+
+def regressions(case_result: CaseResult, baseline_dir: Path) -> list[Regression]:
+    """The case's regressions against the same case (load and lengths) in ``baseline_dir``.
+
+    A case the baseline does not have, or had as invalid/error, is not judged.
+    """
+    base = baseline_samples(results_dir_of(baseline_dir), case_result.case.file_stem)
+    if base is None:
+        return []
+    return find_regressions(base, current_samples(case_result), label(baseline_dir))
+
+
+def validate_baseline_dir(baseline_dir: Path, reports_dir: Path) -> None:
+    """Fail early, naming the fix, when ``--baseline`` cannot serve as one."""
+    if not baseline_dir.is_dir():
+        raise ConfigError(
+            f"--baseline {baseline_dir}: no such directory; give the reports directory of an "
+            f"earlier run (keep one with: cp -r reports reports-baseline)"
+        )
+    results = results_dir_of(baseline_dir)
+    if not any(results.glob("serving_benchmark_*.json")):
+        raise ConfigError(
+            f"--baseline {baseline_dir}: no serving_benchmark_*.json in it or in its results/; "
+            f"give the reports directory of an earlier slogate run"
+        )
+    if results.resolve() == (reports_dir / "results").resolve():
+        raise ConfigError(
+            f"--baseline {baseline_dir}: this is where the run writes (--reports-dir "
+            f"{reports_dir}), and its results are replaced as the run starts; copy it first "
+            f"(cp -r {reports_dir} {reports_dir}-baseline) and give the copy"
+        )
