@@ -100,6 +100,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="override the profile's running-sequence limit",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the end-of-sequence draws")
+    parser.add_argument(
+        "--decode-slowdown",
+        type=_positive_float,
+        default=1.0,
+        help="multiply every decode step's time (1.15 = a 15%% slower decode), to check "
+        "that a gate notices",
+    )
     args = parser.parse_args(argv)
     if not args.model.strip():
         parser.error("--model must not be empty")
@@ -157,6 +164,13 @@ def main(argv: list[str] | None = None) -> int:
     profile = PROFILES[args.profile]
     if args.max_num_seqs is not None:
         profile = dataclasses.replace(profile, max_num_seqs=args.max_num_seqs)
+    if args.decode_slowdown != 1.0:
+        k = args.decode_slowdown
+        profile = dataclasses.replace(
+            profile,
+            decode_ms=tuple((b, ms * k) for b, ms in profile.decode_ms),
+            decode_ms_per_context_token=profile.decode_ms_per_context_token * k,
+        )
     try:
         asyncio.run(serve(args, profile))
     except OSError as e:
