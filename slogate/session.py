@@ -9,21 +9,20 @@ from __future__ import annotations
 
 import contextlib
 import getpass
-import platform
 import shutil
-import socket
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from slogate import __version__
 from slogate.config import Settings
 from slogate.engines.base import Endpoint
+from slogate.environment import gpu_environment, host_environment, redact_argv
 from slogate.errors import EngineDiedError
 from slogate.loadgen.dataset import Tokenizer, random_prompts
 from slogate.loadgen.runner import ClientStats, LoadSpec, Progress, raise_fd_limit, run_load
@@ -34,7 +33,7 @@ from slogate.report import allure as allure_report
 from slogate.report.results import result_json, write_case
 from slogate.report.summary import write_summary
 from slogate.scrape import MetricsScraper
-from slogate.slo import check, per_request_limits
+from slogate.slo import Breach, check, per_request_limits
 
 ProgressSink = Callable[[str, bool], None]
 
@@ -46,14 +45,11 @@ class SlogateSession:
         self.run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
         self.run_info: dict[str, Any] = {
             "run_id": self.run_id,
-            "slogate_version": __version__,
             "engine": settings.engine,
             "model": settings.served_model,
-            "host": socket.gethostname(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
+            **host_environment(),
             "user": _user(),
-            "command": " ".join(_redact(sys.argv)),
+            "command": " ".join(redact_argv(sys.argv)),
         }
         self._matrices: dict[Path, Matrix] = {}
         self._prepared = False
@@ -103,6 +99,11 @@ class SlogateSession:
         self.run_info.update({f"engine_{k}": v for k, v in endpoint.info.items()})
         self.run_info["base_url"] = endpoint.base_url
         self.run_info["model"] = endpoint.model
+        if self.settings.engine not in ("sim", "external"):
+            self.run_info.update(gpu_environment())
+            profile = self.settings.profile
+            if self.settings.image or (profile and profile.image):
+                self.run_info["image"] = self.settings.image or (profile and profile.image)
         allure_report.write_environment(self.allure_dir, self.run_info)
 
     def run(
@@ -198,7 +199,11 @@ class SlogateSession:
             result.verdict = "error"
             result.problems = ["no request could reach the engine: " + _first_error(records)]
         elif problems:
-            result.verdict, result.problems = "invalid", problems
+            # Too few samples for a percentile, but failed requests are facts: the error
+            # rate is judged, or failures that thin the sample would hide behind "invalid".
+            result.breaches = _error_rate_breach(case, summary, client, self.settings)
+            result.verdict = "fail" if result.breaches else "invalid"
+            result.problems = problems
         else:
             result.breaches = check(summary, case.slo)
             if self.settings.baseline is not None:  # worse than last time fails like an SLO
@@ -236,7 +241,14 @@ class SlogateSession:
         if call.excinfo is None or not call.excinfo.errisinstance(InfrastructureError):
             return
         process = self.endpoint.process if self.endpoint else None
+        case = getattr(item, "callspec", None) and item.callspec.params.get("case")
         with contextlib.suppress(Exception):  # Allure is an extra
+            if call.when == "setup" and isinstance(case, Case):
+                # The case never ran, so it was never labelled: label it here, or the
+                # engine failure would sit outside the case's history and behaviours tree.
+                allure_report.label_pending_case(
+                    case, self.settings.engine, self.settings.served_model
+                )
             allure_report.attach_engine_log(
                 str(call.excinfo.value), process.log_path if process else None
             )
@@ -247,10 +259,17 @@ class SlogateSession:
 
         if hasattr(session.config, "workerinput"):
             return  # pytest-xdist: the controller draws once, from every worker's files
-        if not any(self.results_dir.glob("serving_benchmark_*.json")):
+        alluredir = getattr(session.config.option, "allure_report_dir", None)
+        if alluredir and not (Path(alluredir) / "categories.json").exists():
+            # The engine never came up (attach_endpoint writes these): the report still
+            # needs the categories that file its failures under engine trouble.
+            allure_report.write_environment(Path(alluredir), self.run_info)
+        # Only cases of this run: a session whose engine never started ran none, and the
+        # files on disk are the previous run's (under xdist the workers ran them).
+        ran = self._prepared or session.config.pluginmanager.hasplugin("dsession")
+        if not ran or not any(self.results_dir.glob("serving_benchmark_*.json")):
             return
         write_sweep_report(self.reports_dir)
-        alluredir = getattr(session.config.option, "allure_report_dir", None)
         if alluredir:
             with contextlib.suppress(Exception):  # Allure is an extra
                 allure_report.attach_sweep_summary(Path(alluredir), self.reports_dir)
@@ -307,6 +326,24 @@ def _final_line(r: CaseResult) -> str:
     )
 
 
+def _error_rate_breach(
+    case: Case, summary: dict[str, Any], client: ClientStats, settings: Settings
+) -> list[Breach]:
+    """The error-rate breach, when the only doubt about the case is its sample size.
+
+    A client that could not keep up (lag, CPU, file limit) may have caused the failures
+    itself, so then nothing is judged.
+    """
+    if "error_rate" not in case.slo:
+        return []
+    client_problems = validity_problems(
+        replace(case, slo={}), summary, client, settings.max_client_lag_ms
+    )
+    if client_problems:
+        return []
+    return check(summary, {"error_rate": case.slo["error_rate"]})
+
+
 def _first_error(records: list[Any]) -> str:
     return next((r.error for r in records if r.error), "unknown error")
 
@@ -316,30 +353,6 @@ def _user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
-
-
-_SECRET_OPTIONS = ("--api-key",)
-
-
-def _redact(argv: list[str]) -> list[str]:
-    """Command line with secret option values replaced."""
-    out: list[str] = []
-    skip = False
-    for arg in argv:
-        if skip:
-            out.append("***")
-            skip = False
-            continue
-        name, eq, _ = arg.partition("=")
-        if name in _SECRET_OPTIONS:
-            if eq:
-                out.append(f"{name}=***")
-            else:
-                out.append(arg)
-                skip = True
-            continue
-        out.append(arg)
-    return out
 
 
 @contextlib.contextmanager

@@ -12,6 +12,7 @@ import httpx
 
 from slogate.engines.base import Endpoint, Engine, Launch
 from slogate.engines.launch import ServerEngine, shell_line
+from slogate.environment import redact_argv
 from slogate.errors import ConfigError, EngineStartError
 from slogate.server import EngineProcess
 
@@ -95,7 +96,7 @@ def running_endpoint(settings: Settings, log_dir: Path) -> Iterator[Endpoint]:
         try:
             process.wait_ready()
             info = engine.describe(client, launch.base_url)
-            info["command"] = " ".join(launch.argv)
+            info["command"] = shell_line(redact_argv(list(launch.argv)))
             yield Endpoint(
                 settings.engine,
                 launch.base_url,
