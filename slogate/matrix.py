@@ -55,7 +55,8 @@ _SETTINGS: dict[str, tuple[tuple[type, ...], str]] = {
     "slo": ((dict,), "a mapping of SLO name to threshold"),
 }
 _BLOCK_ONLY = {"lengths", "concurrency", "request_rate"}
-_TOP = {"name", "description", "defaults", "sweep"}
+_TOP = {"name", "description", "defaults", "sweep", "capacity"}
+_CAPACITY = {"lengths", "concurrency", "request_rate", "resolution", "require", "slo"}
 
 _DEFAULTS: dict[str, Any] = {
     "endpoint": "completions",
@@ -119,11 +120,35 @@ class Case:
 
 
 @dataclass(frozen=True)
+class CapacityTarget:
+    """One capacity search: a length pair, a load kind and its range."""
+
+    input_len: int
+    output_len: int
+    kind: str  # "concurrency" | "request_rate"
+    low: float
+    high: float
+    resolution: float
+    require: float | None
+    settings: Mapping[str, Any] = field(default_factory=dict)  # for make_case
+
+    @property
+    def id(self) -> str:
+        return f"{self.kind}-in{self.input_len}-out{self.output_len}"
+
+    def case(self, load: float) -> Case:
+        if self.kind == "concurrency":
+            return make_case(self.input_len, self.output_len, int(load), None, self.settings)
+        return make_case(self.input_len, self.output_len, None, load, self.settings)
+
+
+@dataclass(frozen=True)
 class Matrix:
     name: str
     description: str
     path: Path
     cases: tuple[Case, ...]
+    capacity: tuple[CapacityTarget, ...] = ()
 
 
 def parse_lengths(text: str, where: str) -> tuple[int, int]:
@@ -227,6 +252,8 @@ def expand(
         defaults[key] = _check_setting(key, value, f"{where}: defaults")
 
     blocks = data.get("sweep")
+    if blocks is None and "capacity" in data:
+        return str(data.get("name", "")), str(data.get("description", "")), []
     if not isinstance(blocks, list) or not blocks:
         raise ConfigError(f"{where}: 'sweep' must be a non-empty list of blocks")
 
@@ -276,6 +303,70 @@ def expand(
     return str(data.get("name", "")), str(data.get("description", "")), unique
 
 
+def expand_capacity(
+    data: Any, where: str, overrides: Overrides | None = None
+) -> list[CapacityTarget]:
+    """The ``capacity:`` block::
+
+        capacity:
+          lengths: [128x128, 256x256]
+          concurrency: {min: 1, max: 1024}   # or request_rate: {min: 0.5, max: 64}
+          resolution: 0.1                    # rates: stop within 10%; concurrency: within 1
+          require: 64                        # optional: fail if capacity is below this
+          slo: {p90_ttft_ms: 2000}           # merged over the defaults' slo
+    """
+    if not isinstance(data, dict) or "capacity" not in data:
+        return []
+    block = data["capacity"]
+    bw = f"{where}: capacity"
+    if not isinstance(block, dict):
+        raise ConfigError(f"{bw}: expected a mapping with lengths and concurrency or request_rate")
+    _check_keys(block, _CAPACITY, bw)
+    ov = overrides or Overrides()
+    settings = dict(_DEFAULTS)
+    for key, value in (data.get("defaults") or {}).items():
+        settings[key] = _check_setting(key, value, f"{where}: defaults")
+    if "slo" in block:
+        settings["slo"] = {**settings["slo"], **_check_setting("slo", block["slo"], bw)}
+    if ov.num_prompts is not None:
+        settings["num_prompts"] = ov.num_prompts
+    if "lengths" not in block:
+        raise ConfigError(f"{bw}: missing 'lengths', e.g. lengths: [128x128]")
+    raw = block["lengths"] if isinstance(block["lengths"], list) else [block["lengths"]]
+    lengths = list(ov.lengths) or [parse_lengths(x, f"{bw}.lengths") for x in raw]
+    kinds = [k for k in ("concurrency", "request_rate") if k in block]
+    if len(kinds) != 1:
+        raise ConfigError(f"{bw}: give exactly one of 'concurrency' or 'request_rate' ranges")
+    kind = kinds[0]
+    rng = block[kind]
+    if not isinstance(rng, dict) or set(rng) != {"min", "max"}:
+        raise ConfigError(f"{bw}.{kind}: expected {{min: LOW, max: HIGH}}, got {rng!r}")
+    low, high = rng["min"], rng["max"]
+    for name, value in (("min", low), ("max", high)):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not ok or not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"{bw}.{kind}.{name}: expected a positive number, got {value!r}")
+        if kind == "concurrency" and not isinstance(value, int):
+            raise ConfigError(f"{bw}.{kind}.{name}: concurrency is a whole number, got {value!r}")
+    if low > high:
+        raise ConfigError(f"{bw}.{kind}: min {low} is above max {high}")
+    resolution = block.get("resolution", 0.1)
+    if isinstance(resolution, bool) or not isinstance(resolution, (int, float)) or not (
+        0 < resolution < 1
+    ):
+        raise ConfigError(
+            f"{bw}.resolution: expected a fraction between 0 and 1, got {resolution!r}"
+        )
+    require = block.get("require")
+    if require is not None and (isinstance(require, bool) or not isinstance(require, (int, float))):
+        raise ConfigError(f"{bw}.require: expected a number, got {require!r}")
+    return [
+        CapacityTarget(i, o, kind, float(low), float(high), float(resolution),
+                       None if require is None else float(require), settings)
+        for i, o in lengths
+    ]  # fmt: skip
+
+
 def make_case(
     input_len: int,
     output_len: int,
@@ -323,4 +414,11 @@ def load_matrix(path: str | Path, overrides: Overrides | None = None) -> Matrix:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{where}: malformed YAML{at}: {problem}") from None
     name, description, cases = expand(data, where, overrides)
-    return Matrix(name=name or path.stem, description=description, path=path, cases=tuple(cases))
+    capacity = expand_capacity(data, where, overrides)
+    return Matrix(
+        name=name or path.stem,
+        description=description,
+        path=path,
+        cases=tuple(cases),
+        capacity=tuple(capacity),
+    )

@@ -258,8 +258,10 @@ def _install_sigterm_handler(config: pytest.Config) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Parametrize ``case`` from the matrix: ``--matrix``, else the test's ``matrix`` marker."""
-    if "case" not in metafunc.fixturenames:
+    """Parametrize ``case`` (or ``capacity_target``) from the matrix: ``--matrix``, else the
+    test's ``matrix`` marker."""
+    wanted = [n for n in ("case", "capacity_target") if n in metafunc.fixturenames]
+    if not wanted:
         return
     session = metafunc.config.stash[SESSION_KEY]
     path = session.settings.matrix
@@ -268,10 +270,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         name = marker.args[0] if marker and marker.args else "default.yaml"
         path = session.settings.rootdir / "matrices" / name
     try:
-        cases = session.matrix(path).cases
+        matrix = session.matrix(path)
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
-    metafunc.parametrize("case", cases, ids=[c.id for c in cases], scope="function")
+    if "case" in wanted:
+        cases = matrix.cases
+        metafunc.parametrize("case", cases, ids=[c.id for c in cases], scope="function")
+    else:
+        targets = matrix.capacity
+        metafunc.parametrize("capacity_target", targets, ids=[t.id for t in targets])
 
 
 def get_session(config: pytest.Config) -> SlogateSession:

@@ -20,16 +20,19 @@ from typing import Any
 
 import pytest
 
+from slogate.capacity import CapacityResult
+from slogate.capacity import search as capacity_search
 from slogate.config import Settings
 from slogate.engines.base import Endpoint
 from slogate.environment import gpu_environment, host_environment, redact_argv
 from slogate.errors import EngineDiedError
 from slogate.loadgen.dataset import Tokenizer, random_prompts
 from slogate.loadgen.runner import ClientStats, LoadSpec, Progress, raise_fd_limit, run_load
-from slogate.matrix import Case, Matrix, load_matrix
+from slogate.matrix import CapacityTarget, Case, Matrix, load_matrix
 from slogate.metrics import summarize_repeats
 from slogate.outcome import CaseResult, validity_problems
 from slogate.report import allure as allure_report
+from slogate.report.capacity import capacity_json, history_table, write_capacity
 from slogate.report.results import result_json, write_case
 from slogate.report.summary import write_summary
 from slogate.scrape import MetricsScraper
@@ -112,21 +115,17 @@ class SlogateSession:
         endpoint: Endpoint,
         tokenizer: Tokenizer,
         progress: ProgressSink | None = None,
+        record: bool = True,
     ) -> CaseResult:
-        """Measure one case and write its results; the verdict is in the returned result."""
+        """Measure one case and write its results; the verdict is in the returned result.
+
+        With ``record=False`` (a point of a capacity search) nothing is written and the
+        current Allure test is not relabelled: the caller reports the point.
+        """
         self.prepare()
         endpoint.check_alive()
-        allure_report.label_case(
-            case.id,
-            endpoint.engine,
-            endpoint.model,
-            {
-                "concurrency": case.concurrency,
-                "request_rate": case.request_rate,
-                "input_len": case.input_len,
-                "output_len": case.output_len,
-            },
-        )
+        if record:
+            self._label(case, endpoint)
         spec = LoadSpec(
             base_url=endpoint.base_url,
             model=endpoint.model,
@@ -192,7 +191,8 @@ class SlogateSession:
             endpoint.check_alive()
         except EngineDiedError as exc:
             result.verdict, result.problems = "error", [str(exc).splitlines()[0]]
-            self._record(result)
+            if record:
+                self._record(result)
             raise
         problems = validity_problems(case, summary, client, self.settings.max_client_lag_ms)
         if summary["completed"] == 0 and summary["errors_by_class"]["connection_error"]:
@@ -211,10 +211,57 @@ class SlogateSession:
 
                 result.breaches += regressions(result, self.settings.baseline)
             result.verdict = "fail" if result.breaches else "pass"
-        self._record(result)
+        if record:
+            self._record(result)
         if progress is not None:
             progress(_final_line(result), True)
         return result
+
+    def search_capacity(
+        self,
+        target: CapacityTarget,
+        endpoint: Endpoint,
+        tokenizer: Tokenizer,
+        progress: ProgressSink | None = None,
+    ) -> tuple[CapacityResult, dict[str, Any]]:
+        """Find the highest load meeting the SLOs; writes capacity.csv and capacity/*.json."""
+        self.prepare()
+        allure_report.label_capacity(target, endpoint.engine, endpoint.model)
+
+        def measure(load: float) -> tuple[str, dict[str, Any]]:
+            result = self.run(target.case(load), endpoint, tokenizer, progress, record=False)
+            return result.verdict, result.summary
+
+        result = capacity_search(
+            measure,
+            target.low,
+            target.high,
+            integer=target.kind == "concurrency",
+            resolution=target.resolution,
+        )
+        verdict = "pass"
+        if result.capacity is None or (
+            target.require is not None and result.capacity < target.require
+        ):
+            verdict = "fail"
+        data = capacity_json(target, result, endpoint.engine, endpoint.model, verdict)
+        write_capacity(self.reports_dir, data)
+        with contextlib.suppress(Exception):  # Allure is an extra; never lose a result to it
+            allure_report.attach_capacity(data, history_table(data))
+        return result, data
+
+    def _label(self, case: Case, endpoint: Endpoint) -> None:
+        allure_report.label_case(
+            case.id,
+            endpoint.engine,
+            endpoint.model,
+            {
+                "concurrency": case.concurrency,
+                "request_rate": case.request_rate,
+                "input_len": case.input_len,
+                "output_len": case.output_len,
+            },
+        )
 
     def _record(self, result: CaseResult) -> None:
         self.results = [r for r in self.results if r.case.id != result.case.id] + [result]

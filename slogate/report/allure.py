@@ -12,6 +12,7 @@ the sweep is seen next to any of its cases.
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import time
@@ -22,6 +23,7 @@ from typing import Any
 
 import allure
 
+from slogate.matrix import Case
 from slogate.outcome import CaseResult
 from slogate.report.files import write_bytes, write_json, write_text
 from slogate.report.plots import distribution_png, server_metrics_png
@@ -77,6 +79,21 @@ def label_case(case_id: str, engine: str, model: str, params: dict[str, Any]) ->
     _stabilise_case_parameter(case_id)
 
 
+def case_params(case: Case) -> dict[str, Any]:
+    """The stable parameters that identify a case (and its Allure history)."""
+    return {
+        "concurrency": case.concurrency,
+        "request_rate": case.request_rate,
+        "input_len": case.input_len,
+        "output_len": case.output_len,
+    }
+
+
+def label_pending_case(case: Case, engine: str, model: str) -> None:
+    """Label a case whose test broke before it ran (the engine did not start)."""
+    label_case(case.id, engine, model, case_params(case))
+
+
 def _current_test() -> Any:
     """The test result allure-pytest is filling in, or None when Allure is not active."""
     import allure_commons
@@ -128,6 +145,16 @@ def metrics_table(result: CaseResult) -> str:
     return "\n".join(lines)
 
 
+def metrics_table_html(result: CaseResult) -> str:
+    """The metrics table as HTML: Allure's markdown tables have no cell padding, so the
+    values run into the labels (and it strips inline styles); an em space separates them."""
+    rows = []
+    for line in metrics_table(result).splitlines()[2:]:
+        key, value = (html.escape(c.strip()) for c in line.strip("|").split(" | ", 1))
+        rows.append(f"<tr><td>{key}&emsp;&emsp;</td><td>{value}</td></tr>")
+    return '<table cellpadding="3">' + "".join(rows) + "</table>"
+
+
 def requests_csv(result: CaseResult) -> str:
     """One row per request (warm-up included and flagged), as ``requests.jsonl`` has them."""
     origin = min((r.sent_ns for r in result.records), default=0)
@@ -157,6 +184,7 @@ def case_plots(result: CaseResult) -> list[tuple[str, bytes]]:
 
 def attach_case(result: CaseResult, result_json: dict[str, Any]) -> None:
     allure.dynamic.description(metrics_table(result))
+    allure.dynamic.description_html(metrics_table_html(result))
     skip = ("input_lens", "output_lens", "ttfts")
     slim = {k: v for k, v in result_json.items() if k not in skip}
     allure.attach(
@@ -290,3 +318,22 @@ def attach_sweep_summary(allure_dir: Path, reports_dir: Path) -> list[str]:
         if attach_sweep(allure_dir, story, files):
             done.append(story)
     return done
+
+
+def label_capacity(target: Any, engine: str, model: str) -> None:
+    allure.dynamic.epic(engine)
+    allure.dynamic.feature(model or engine)
+    allure.dynamic.story(f"in{target.input_len}-out{target.output_len}")
+    allure.dynamic.title(f"capacity {target.id}")
+    allure.dynamic.parameter("search", target.kind)
+    allure.dynamic.parameter("input_len", target.input_len)
+    allure.dynamic.parameter("output_len", target.output_len)
+
+
+def attach_capacity(data: dict[str, Any], table: str) -> None:
+    allure.dynamic.description(table)
+    allure.attach(
+        json.dumps(data, indent=2, default=str),
+        name="capacity search.json",
+        attachment_type=allure.attachment_type.JSON,
+    )
