@@ -6,6 +6,8 @@ plugin turns it into ``pytest.UsageError``.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 import os
 import shlex
@@ -46,6 +48,9 @@ class Settings:
     gpus: str | None = None  # docker --gpus value
     cuda_visible_devices: str | None = None
     repeat: int = 1
+    label: str = ""  # the engine configuration's name when several run in one session
+    gpus_per_worker: int | None = None  # with pytest-xdist: GPUs each worker owns
+    worker: int | None = None  # pytest-xdist worker index (gw3 -> 3)
     max_client_lag_ms: float = 10.0
 
     @property
@@ -252,5 +257,60 @@ def settings_from_options(opt: Any, rootdir: Path) -> Settings:
         engine_python=opt.slogate_engine_python,
         show_engine_command=bool(opt.slogate_show_engine_command),
         repeat=_positive_int(opt.slogate_repeat, "--repeat"),
+        gpus_per_worker=(
+            _positive_int(opt.slogate_gpus_per_worker, "--gpus-per-worker")
+            if opt.slogate_gpus_per_worker is not None
+            else None
+        ),
         max_client_lag_ms=_positive_float(opt.slogate_max_client_lag_ms, "--max-client-lag-ms"),
     )
+
+
+def _split(value: str | None) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else []
+
+
+def variants_from_options(opt: Any, rootdir: Path) -> list[Settings]:
+    """One ``Settings`` per engine configuration of the run.
+
+    ``--engine vllm,sglang``, ``--engine-profile a.yaml,b.yaml`` or (for the simulator)
+    ``--sim-profile p1,p2`` run several configurations in one session: each gets its own
+    label and its own reports under ``reports/<label>/``, and the session compares them.
+    """
+    lists = {
+        "--engine-profile": _split(opt.slogate_engine_profile),
+        "--engine": _split(opt.slogate_engine),
+        "--sim-profile": _split(opt.slogate_sim_profile),
+    }
+    multi = [name for name, values in lists.items() if len(values) > 1]
+    if not multi:
+        return [settings_from_options(opt, rootdir)]
+    if len(multi) > 1:
+        raise ConfigError(
+            f"{' and '.join(multi)} both list several values; list the engine configurations "
+            f"in one of them"
+        )
+    option = multi[0]
+    values = lists[option]
+    if len(set(values)) != len(values):
+        raise ConfigError(f"{option} {','.join(values)}: a configuration is listed twice")
+    dest = {
+        "--engine-profile": "slogate_engine_profile",
+        "--engine": "slogate_engine",
+        "--sim-profile": "slogate_sim_profile",
+    }[option]
+    out = []
+    for value in values:
+        one = copy.copy(opt)
+        setattr(one, dest, value)
+        settings = settings_from_options(one, rootdir)
+        if option == "--engine-profile":
+            label = Path(value).stem
+        elif option == "--sim-profile":
+            label = f"sim-{value}"
+        else:
+            label = value
+        out.append(
+            dataclasses.replace(settings, label=label, reports_dir=settings.reports_dir / label)
+        )
+    return out

@@ -6,13 +6,14 @@ The work lives in modules named for their domain: settings in ``config``, the ru
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from slogate.config import ENGINES, Settings, settings_from_options
+from slogate.config import ENGINES, Settings, variants_from_options
 from slogate.engines import command_line as engine_command_line
 from slogate.engines import validate as validate_engine
 from slogate.errors import ConfigError
@@ -20,6 +21,8 @@ from slogate.session import SlogateSession
 
 SESSION_KEY = pytest.StashKey[SlogateSession]()
 SETTINGS_KEY = pytest.StashKey[Settings]()
+VARIANTS_KEY = pytest.StashKey[list[Settings]]()
+GPU_ENGINES = {"vllm", "sglang", "llamacpp", "ollama"}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -164,6 +167,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="measured requests per case instead of the matrix's",
     )
     add(
+        "--gpus-per-worker",
+        dest="slogate_gpus_per_worker",
+        default=None,
+        metavar="G",
+        help="with pytest-xdist -n K: worker i owns GPUs i*G .. i*G+G-1 (CUDA_VISIBLE_DEVICES "
+        "or docker --gpus) and its own ports",
+    )
+    add(
         "--repeat",
         dest="slogate_repeat",
         default=None,
@@ -206,38 +217,89 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
     """Validate options before anything runs: bad input is a usage error, not a traceback."""
     try:
-        settings = settings_from_options(config.option, Path(config.rootpath))
-        if settings.engine == "sim":
-            from slogate.sim.profiles import PROFILES
-
-            if settings.sim_profile not in PROFILES:
-                raise ConfigError(
-                    f"--sim-profile {settings.sim_profile!r}: unknown; "
-                    f"choose one of {', '.join(PROFILES)}"
-                )
-        if settings.matrix is not None:
-            SlogateSession(settings).matrix(settings.matrix)  # validate early
-        validate_engine(settings)
-        if settings.baseline is not None:
-            from slogate.report.baseline import validate_baseline_dir
-
-            validate_baseline_dir(settings.baseline, settings.reports_dir)
-        if settings.show_engine_command:
-            print(engine_command_line(settings))
+        variants = variants_from_options(config.option, Path(config.rootpath))
+        for settings in variants:
+            validate_settings(settings)
+        if variants[0].show_engine_command:
+            for settings in variants:
+                prefix = f"# {settings.label}\n" if settings.label else ""
+                print(prefix + engine_command_line(settings))
             return 0
+        settings = variants[0]
+        if len(variants) > 1:  # the run's own reports (the comparison) sit above each label's
+            settings = dataclasses.replace(
+                settings, label="", reports_dir=settings.reports_dir.parent
+            )
+        _check_parallel(config, variants)
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
+    config.stash[VARIANTS_KEY] = variants
     config.stash[SETTINGS_KEY] = settings
     if getattr(config.option, "allure_report_dir", None) is None:
         config.option.allure_report_dir = str(settings.reports_dir / "allure-results")
         config.option.clean_alluredir = True
 
 
+def validate_settings(settings: Settings) -> None:
+    """Everything about one engine configuration that can be checked before the run."""
+    if settings.engine == "sim":
+        from slogate.sim.profiles import PROFILES
+
+        if settings.sim_profile not in PROFILES:
+            raise ConfigError(
+                f"--sim-profile {settings.sim_profile!r}: unknown; "
+                f"choose one of {', '.join(PROFILES)}"
+            )
+    if settings.matrix is not None:
+        SlogateSession(settings).matrix(settings.matrix)  # validate early
+    validate_engine(settings)
+    if settings.baseline is not None:
+        from slogate.report.baseline import validate_baseline_dir
+
+        validate_baseline_dir(settings.baseline, settings.reports_dir)
+
+
+def _check_parallel(config: pytest.Config, variants: list[Settings]) -> None:
+    """-n: engines on GPUs need --gpus-per-worker; each configuration stays on one worker."""
+    workers = getattr(config.option, "numprocesses", None)
+    if not workers:
+        return
+    gpu_engines = sorted({v.engine for v in variants} & GPU_ENGINES)
+    if gpu_engines and variants[0].gpus_per_worker is None:
+        raise ConfigError(
+            f"-n {workers} would run {', '.join(gpu_engines)} in parallel on the same GPUs, "
+            f"and each engine's load would distort the other's numbers; give each worker its "
+            f"own GPUs with --gpus-per-worker G, or drop -n"
+        )
+    if getattr(config.option, "dist", "no") in ("no", "load"):
+        # Cases of one engine configuration go to one worker, so each engine starts once.
+        config.option.dist = "loadgroup"
+
+
 def pytest_configure(config: pytest.Config) -> None:
     settings = config.stash.get(SETTINGS_KEY, None)
+    if settings is None and getattr(config, "workerinput", None) is not None:
+        try:  # an xdist worker that did not run pytest_cmdline_main
+            variants = variants_from_options(config.option, Path(config.rootpath))
+        except ConfigError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        config.stash[VARIANTS_KEY] = variants
+        settings = variants[0]
+        if len(variants) > 1:
+            settings = dataclasses.replace(
+                settings, label="", reports_dir=settings.reports_dir.parent
+            )
     if settings is None:
         return
-    session = SlogateSession(settings)
+    worker = getattr(config, "workerinput", None)
+    if worker is not None:
+        # pytest-xdist worker: the controller cleaned the reports; this worker only adds.
+        config.option.clean_alluredir = False
+        # Workers re-parse the command line, so they never saw --dist loadgroup being
+        # chosen for them: group the cases by engine configuration here.
+        config.option.loadgroup = True
+        settings = dataclasses.replace(settings, worker=_worker_index(worker))
+    session = SlogateSession(settings, config.stash[VARIANTS_KEY])
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, "slogate-session")
     config.add_cleanup(lambda: config.pluginmanager.unregister(session))
@@ -273,12 +335,30 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         matrix = session.matrix(path)
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
+    variants = session.variants
+    if len(variants) > 1 and "engine" in metafunc.fixturenames:
+        labels = [v.label for v in variants]
+        metafunc.parametrize("engine", labels, indirect=True, scope="session", ids=labels)
     if "case" in wanted:
         cases = matrix.cases
         metafunc.parametrize("case", cases, ids=[c.id for c in cases], scope="function")
     else:
         targets = matrix.capacity
         metafunc.parametrize("capacity_target", targets, ids=[t.id for t in targets])
+
+
+def _worker_index(workerinput: dict[str, Any]) -> int:
+    wid = str(workerinput.get("workerid", "gw0"))
+    return int(wid[2:]) if wid[2:].isdigit() else 0
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep each engine configuration's cases on one xdist worker (``--dist loadgroup``)."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and "engine" in callspec.params:
+            item.add_marker(pytest.mark.xdist_group(str(callspec.params["engine"])))
 
 
 def get_session(config: pytest.Config) -> SlogateSession:

@@ -8,6 +8,7 @@ is interrupted keeps everything it measured.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import getpass
 import shutil
 import sys
@@ -27,6 +28,7 @@ from slogate.engines.base import Endpoint
 from slogate.environment import gpu_environment, host_environment, redact_argv
 from slogate.errors import EngineDiedError
 from slogate.loadgen.dataset import Tokenizer, random_prompts
+from slogate.loadgen.http import auth_headers
 from slogate.loadgen.runner import ClientStats, LoadSpec, Progress, raise_fd_limit, run_load
 from slogate.matrix import CapacityTarget, Case, Matrix, load_matrix
 from slogate.metrics import summarize_repeats
@@ -42,8 +44,12 @@ ProgressSink = Callable[[str, bool], None]
 
 
 class SlogateSession:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, variants: list[Settings] | None = None) -> None:
         self.settings = settings
+        #: the engine configurations of the run; several when comparing engines
+        self.variants = variants or [settings]
+        self.children: dict[str, SlogateSession] = {}
+        self.parent: SlogateSession | None = None
         self.results: list[CaseResult] = []
         self.run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
         self.run_info: dict[str, Any] = {
@@ -58,6 +64,19 @@ class SlogateSession:
         self._prepared = False
         self.endpoint: Endpoint | None = None
 
+    def for_label(self, label: str) -> SlogateSession:
+        """The session of one engine configuration (this one when there is only one)."""
+        if not label or len(self.variants) == 1:
+            return self
+        if label not in self.children:
+            variant = next(v for v in self.variants if v.label == label)
+            child = SlogateSession(dataclasses.replace(variant, worker=self.settings.worker))
+            child._matrices = self._matrices
+            child.run_id = self.run_id
+            child.parent = self
+            self.children[label] = child
+        return self.children[label]
+
     # -- paths ----------------------------------------------------------------------------
     @property
     def reports_dir(self) -> Path:
@@ -69,6 +88,8 @@ class SlogateSession:
 
     @property
     def allure_dir(self) -> Path:
+        if self.parent is not None:  # one Allure report for every engine configuration
+            return self.parent.allure_dir
         return self.reports_dir / "allure-results"
 
     @property
@@ -144,13 +165,15 @@ class SlogateSession:
 
         def on_progress(p: Progress) -> None:
             if progress is not None:
-                progress(_progress_line(case, p), False)
+                progress(_progress_line(case, p, self.settings.label), False)
 
         scraper = None
         if endpoint.metrics and endpoint.metrics_path:
-            auth = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
             url = endpoint.base_url + endpoint.metrics_path
-            scraper = MetricsScraper(url, endpoint.metrics, headers=auth).start()
+            # The headers inline: a local holding the key would show in --showlocals.
+            scraper = MetricsScraper(
+                url, endpoint.metrics, headers=auth_headers(endpoint.api_key)
+            ).start()
         loads = []
         try:
             for k in range(self.settings.repeat):
@@ -214,7 +237,7 @@ class SlogateSession:
         if record:
             self._record(result)
         if progress is not None:
-            progress(_final_line(result), True)
+            progress(_final_line(result, self.settings.label), True)
         return result
 
     def search_capacity(
@@ -353,20 +376,22 @@ class SlogateSession:
             tr.write_line(f"engine log: {self.endpoint.process.log_path}")
 
 
-def _progress_line(case: Case, p: Progress) -> str:
+def _progress_line(case: Case, p: Progress, label: str = "") -> str:
     rate = p.approx_output_tokens / p.elapsed_s if p.elapsed_s > 0 else 0.0
+    name = f"{label} {case.id}" if label else case.id
     return (
-        f"  {case.id:<22} {p.done:>5}/{p.total:<5} requests  {p.errors} errors  "
+        f"  {name:<22} {p.done:>5}/{p.total:<5} requests  {p.errors} errors  "
         f"~{rate:,.0f} out tok/s  {p.elapsed_s:5.1f}s"
     )
 
 
-def _final_line(r: CaseResult) -> str:
+def _final_line(r: CaseResult, label: str = "") -> str:
     s = r.summary
     ttft = s["mean_ttft_ms"]
     tpot = s["mean_tpot_ms"]
+    name = f"{label} {r.case.id}" if label else r.case.id
     return (
-        f"  {r.case.id:<22} {s['completed']:>5}/{s['num_prompts']:<5} ok  "
+        f"  {name:<22} {s['completed']:>5}/{s['num_prompts']:<5} ok  "
         f"{s['failed']} failed  {s['output_throughput']:,.0f} out tok/s  "
         f"TTFT {ttft if ttft is None else round(ttft, 1)} ms  "
         f"TPOT {tpot if tpot is None else round(tpot, 2)} ms  -> {r.verdict}"

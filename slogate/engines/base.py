@@ -29,6 +29,7 @@ class Endpoint:
     metrics_path: str | None = "/metrics"
     #: series name -> Prometheus metric names that carry it (first found wins)
     metrics: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    label: str = ""  # the engine configuration's name when several run in one session
 
     def check_alive(self) -> None:
         if self.process is not None:
@@ -41,7 +42,7 @@ class Launch:
 
     argv: Sequence[str]
     base_url: str
-    env: dict[str, str] | None = None
+    env: dict[str, str] | None = field(default=None, repr=False)  # may hold secrets
     pass_fds: Sequence[int] = ()
     stop_argv: Sequence[str] | None = None  # e.g. docker rm -f NAME: a container is no child
     served_model: str | None = None

@@ -113,11 +113,16 @@ class ServerEngine:
             if model.startswith(("/", ".")) and not Path(model).exists():
                 raise ConfigError(f"--model {model}: no such path on this machine")
         port = profile.port or (self.default_port if launcher == "docker" else free_port())
+        if settings.worker is not None:
+            port = free_port()  # parallel workers: never two engines on the profile's port
         env = expand_env(profile.env)
         secret_env = tuple(n for n in profile.pass_env if n in os.environ)
         if settings.api_key and self.api_key_env:
             secret_env += (self.api_key_env,)
         gpus = settings.gpus or profile.docker.gpus
+        devices = worker_gpus(settings)
+        if devices is not None:
+            gpus = f'"device={devices}"'
         return Resolved(
             engine=self.name,
             model=model,
@@ -150,7 +155,8 @@ class ServerEngine:
         return self.server_argv(r, r.python), r, ""
 
     def launch(self, settings: Settings, workdir: Path) -> tuple[Launch, list[Any]]:
-        argv, r, container = self.command(settings, run_id=workdir.parent.name[:20] or "run")
+        run_id = f"{settings.label or 'run'}-{os.getpid()}"
+        argv, r, container = self.command(settings, run_id=run_id)
         env = dict(os.environ)
         env.update(r.env)
         if settings.api_key and self.api_key_env:
@@ -158,8 +164,9 @@ class ServerEngine:
         if r.launcher == "local" and Path(r.model).is_dir():
             # A local model directory needs no hub: never let the engine reach for one.
             env.setdefault("HF_HUB_OFFLINE", "1")
-        if settings.cuda_visible_devices is not None and r.launcher == "local":
-            env["CUDA_VISIBLE_DEVICES"] = settings.cuda_visible_devices
+        devices = worker_gpus(settings) or settings.cuda_visible_devices
+        if devices is not None and r.launcher == "local":
+            env["CUDA_VISIBLE_DEVICES"] = devices
         stop_argv = ["docker", "rm", "-f", container] if container else None
         host = "127.0.0.1" if r.host in ("0.0.0.0", "::", "") else r.host
         base_url = f"http://{host}:{r.port}"
@@ -181,6 +188,14 @@ class ServerEngine:
 
     def diagnose(self, log: str) -> LogDiagnosis | None:
         return diagnose_with(self.failures + COMMON_FAILURES, log)
+
+
+def worker_gpus(settings: Settings) -> str | None:
+    """The GPUs of this pytest-xdist worker: worker i owns i*G .. i*G+G-1."""
+    if settings.gpus_per_worker is None or settings.worker is None:
+        return None
+    g = settings.gpus_per_worker
+    return ",".join(str(d) for d in range(settings.worker * g, (settings.worker + 1) * g))
 
 
 def docker_argv(r: Resolved, name: str, server_argv: list[str]) -> list[str]:
