@@ -65,10 +65,15 @@ def _csv(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
+def _is_count(text: str) -> bool:
+    """Plain ASCII digits ("²".isdigit() is true, and int() rejects it)."""
+    return text.isascii() and text.isdigit()
+
+
 def parse_int_list(text: str, option: str) -> tuple[int, ...]:
     out = []
     for part in _csv(text):
-        if not part.isdigit() or int(part) <= 0:
+        if not _is_count(part) or int(part) <= 0:
             raise ConfigError(
                 f"{option} {text!r}: {part!r} is not a positive integer; "
                 f"expected a comma-separated list such as {option} 1,64,256"
@@ -100,7 +105,7 @@ def parse_float_list(text: str, option: str) -> tuple[float, ...]:
 def _positive_int(text: str | None, option: str, default: int = 1) -> int:
     if text is None:
         return default
-    if not str(text).isdigit() or int(text) <= 0:
+    if not _is_count(str(text)) or int(text) <= 0:
         raise ConfigError(f"{option} {text!r}: expected a positive integer, e.g. {option} 3")
     return int(text)
 
@@ -115,6 +120,18 @@ def _positive_float(text: str | None, option: str, default: float = 10.0) -> flo
     if not (math.isfinite(value) and value > 0):
         raise ConfigError(f"{option} {text!r}: expected a number > 0, e.g. {option} 25")
     return value
+
+
+def ensure_reports_dir(path: Path) -> None:
+    """Create the reports directory before the run: one that cannot be made is a usage
+    error, not an INTERNALERROR from whichever writer comes first."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"--reports-dir {path}: cannot create it ({exc.strerror or exc}); "
+            f"give a directory you can write to"
+        ) from None
 
 
 def settings_from_options(opt: Any, rootdir: Path) -> Settings:
@@ -185,7 +202,7 @@ def settings_from_options(opt: Any, rootdir: Path) -> Settings:
 
     num_prompts = opt.slogate_num_prompts
     if num_prompts is not None:
-        if not num_prompts.isdigit() or int(num_prompts) <= 0:
+        if not _is_count(num_prompts) or int(num_prompts) <= 0:
             raise ConfigError(f"--num-prompts {num_prompts!r}: expected a positive integer")
         num_prompts = int(num_prompts)
 
@@ -249,7 +266,7 @@ def settings_from_options(opt: Any, rootdir: Path) -> Settings:
         ),
         sim_profile=opt.slogate_sim_profile,
         sim_time_scale=time_scale,
-        startup_timeout_s=float(opt.slogate_startup_timeout),
+        startup_timeout_s=_positive_float(opt.slogate_startup_timeout, "--startup-timeout", 600.0),
         rootdir=rootdir,
         profile=profile,
         launcher=launcher,

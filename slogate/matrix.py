@@ -154,11 +154,20 @@ class Matrix:
 def parse_lengths(text: str, where: str) -> tuple[int, int]:
     """``"128x128"`` -> (128, 128)."""
     parts = str(text).lower().replace(" ", "").split("x")
-    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+    # isascii: "²".isdigit() is true, and int() rejects it
+    if len(parts) != 2 or not all(p.isascii() and p.isdigit() and int(p) > 0 for p in parts):
         raise ConfigError(
             f"{where}: {text!r} is not a length pair; write INPUTxOUTPUT, e.g. 128x128"
         )
     return int(parts[0]), int(parts[1])
+
+
+def _finite(value: float) -> bool:
+    """``math.isfinite``, and False for an int too large for a float (YAML has bignums)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _check_setting(key: str, value: Any, where: str) -> Any:
@@ -189,7 +198,7 @@ def _check_setting(key: str, value: Any, where: str) -> Any:
     elif key == "warmup_requests":
         bad = value < 0
     elif key in ("request_timeout_s", "stall_timeout_s", "burstiness"):
-        bad = not (math.isfinite(value) and value > 0)
+        bad = not (_finite(value) and value > 0)
     elif key == "slo":
         return {
             str(name): validate_slo(str(name), limit, f"{where}.slo")
@@ -213,7 +222,7 @@ def _positive_list(value: Any, kind: type, where: str, what: str) -> list[Any]:
     out = []
     for item in items:
         ok = isinstance(item, (int, float) if kind is float else int) and not isinstance(item, bool)
-        if not ok or not (math.isfinite(item) and item > 0):
+        if not ok or not (_finite(item) and item > 0):
             raise ConfigError(f"{where}: {what} must be a list of positive numbers, got {item!r}")
         out.append(kind(item))
     if not out:
@@ -344,7 +353,7 @@ def expand_capacity(
     low, high = rng["min"], rng["max"]
     for name, value in (("min", low), ("max", high)):
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not ok or not (math.isfinite(value) and value > 0):
+        if not ok or not (_finite(value) and value > 0):
             raise ConfigError(f"{bw}.{kind}.{name}: expected a positive number, got {value!r}")
         if kind == "concurrency" and not isinstance(value, int):
             raise ConfigError(f"{bw}.{kind}.{name}: concurrency is a whole number, got {value!r}")
@@ -358,7 +367,9 @@ def expand_capacity(
             f"{bw}.resolution: expected a fraction between 0 and 1, got {resolution!r}"
         )
     require = block.get("require")
-    if require is not None and (isinstance(require, bool) or not isinstance(require, (int, float))):
+    if require is not None and (
+        isinstance(require, bool) or not isinstance(require, (int, float)) or not _finite(require)
+    ):
         raise ConfigError(f"{bw}.require: expected a number, got {require!r}")
     return [
         CapacityTarget(i, o, kind, float(low), float(high), float(resolution),
@@ -413,6 +424,10 @@ def load_matrix(path: str | Path, overrides: Overrides | None = None) -> Matrix:
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{where}: malformed YAML{at}: {problem}") from None
+    except (ValueError,) as exc:
+        # PyYAML's constructors raise these for values it cannot build: an impossible date
+        # (2001-02-30), `!!float abc`, nesting deeper than Python's recursion limit.
+        raise ConfigError(f"{where}: malformed YAML: {exc}") from None
     name, description, cases = expand(data, where, overrides)
     capacity = expand_capacity(data, where, overrides)
     return Matrix(

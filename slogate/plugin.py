@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from slogate.config import ENGINES, Settings, variants_from_options
+from slogate.config import ENGINES, Settings, ensure_reports_dir, variants_from_options
 from slogate.engines import command_line as engine_command_line
 from slogate.engines import validate as validate_engine
 from slogate.errors import ConfigError
@@ -231,6 +231,7 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
                 settings, label="", reports_dir=settings.reports_dir.parent
             )
         _check_parallel(config, variants)
+        ensure_reports_dir(settings.reports_dir)
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[VARIANTS_KEY] = variants

@@ -5,18 +5,21 @@ stdout and stderr going to a log file (never an undrained pipe).  Readiness is a
 with a deadline, and the process is polled between probes: an engine that dies while
 starting fails at once with the tail of its log, not after the timeout.  Teardown sends
 SIGTERM to the group, waits a grace period, then SIGKILLs the group and any descendant
-that left it.
+that left it.  A second Ctrl-C (or SIGTERM) waits until teardown is over, and an engine
+still running when the interpreter exits is stopped then, so no engine outlives the run.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import signal
 import socket
 import subprocess
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,13 +43,13 @@ class LogDiagnosis:
 Probe = Callable[[], "str | None"]
 
 
-def tail(path: Path, lines: int = 40) -> str:
-    """The last lines of a log file (empty if it does not exist)."""
+def tail(path: Path, lines: int = 40, since: int = 0) -> str:
+    """The last lines of a log file after byte ``since`` (empty if it does not exist)."""
     try:
         with path.open("rb") as fh:
             fh.seek(0, os.SEEK_END)
             size = fh.tell()
-            fh.seek(max(0, size - 64 * 1024))
+            fh.seek(max(since, size - 64 * 1024))
             data = fh.read().decode("utf-8", "replace")
     except OSError:
         return ""
@@ -80,6 +83,42 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[list[int]]:
+    """Hold SIGINT and SIGTERM back for the block; yields the signals that arrived.
+
+    A teardown cut short by a second Ctrl-C would leave the engine running (holding the
+    GPUs and the port for the next job); the caller decides what to do with the signal
+    once the engine is gone.  Only the main thread can install handlers; elsewhere the
+    block runs unprotected.
+    """
+    pending: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield pending
+        return
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.getsignal(sig)
+        signal.signal(sig, lambda signum, _frame: pending.append(signum))
+    try:
+        yield pending
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+
+#: Engines started and not yet stopped, by id: the interpreter's exit stops them.
+_RUNNING: dict[int, EngineProcess] = {}
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    """Last resort: an interrupt that killed the session before teardown."""
+    for process in list(_RUNNING.values()):
+        with contextlib.suppress(BaseException):  # exiting anyway: stop the rest
+            process.stop()
+
+
 @dataclass
 class EngineProcess:
     """A started engine; a context manager that always tears the process group down."""
@@ -87,7 +126,7 @@ class EngineProcess:
     argv: Sequence[str]
     log_path: Path
     probe: Probe
-    env: Mapping[str, str] | None = None
+    env: Mapping[str, str] | None = field(default=None, repr=False)  # may hold secrets
     startup_timeout_s: float = 600.0
     grace_s: float = 10.0
     pass_fds: Sequence[int] = ()
@@ -96,6 +135,9 @@ class EngineProcess:
     cwd: str | None = None
     stop_argv: Sequence[str] | None = None
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
+    # Where this start's output begins in the (appended) log: an earlier run's errors
+    # must not be diagnosed as this one's.
+    _log_offset: int = field(default=0, init=False)
     _descendants: dict[int, float] = field(default_factory=dict, init=False)
 
     def __enter__(self) -> EngineProcess:
@@ -118,6 +160,7 @@ class EngineProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ if self.env is None else self.env)
         with self.log_path.open("ab") as log:
+            self._log_offset = log.tell()
             log.write(f"# slogate: starting {self.name}: {' '.join(self.argv)}\n".encode())
             log.flush()
             try:
@@ -135,6 +178,7 @@ class EngineProcess:
                 raise EngineStartError(
                     f"cannot start {self.name}: {exc} (command: {self.argv[0]})"
                 ) from None
+        _RUNNING[id(self)] = self
 
     def wait_ready(self) -> None:
         """Probe until ready; fail at once if the process exits, or at the deadline."""
@@ -166,7 +210,7 @@ class EngineProcess:
             raise EngineDiedError(self._failure(f"{self.name} died with exit code {code}"))
 
     def _failure(self, headline: str) -> str:
-        log = tail(self.log_path, 200)
+        log = tail(self.log_path, 200, since=self._log_offset)
         diagnosis = self.diagnose(log)
         parts = [headline]
         if diagnosis:
@@ -185,7 +229,19 @@ class EngineProcess:
                 self._descendants[child.pid] = child.create_time()
 
     def stop(self) -> None:
-        """SIGTERM the group, wait ``grace_s``, then SIGKILL whatever is left."""
+        """SIGTERM the group, wait ``grace_s``, then SIGKILL whatever is left.
+
+        SIGINT/SIGTERM arriving meanwhile are held until the engine is gone, then raised
+        as ``KeyboardInterrupt``.
+        """
+        if self.proc is None:
+            return
+        with deferred_interrupts() as pending:
+            self._stop()
+        if pending:
+            raise KeyboardInterrupt(f"{signal.Signals(pending[0]).name} during engine teardown")
+
+    def _stop(self) -> None:
         proc = self.proc
         if proc is None:
             return
@@ -226,6 +282,7 @@ class EngineProcess:
         while time.monotonic() < end and (self._group_alive(pgid) or self._any_descendant()):
             time.sleep(0.05)
         self.proc = None
+        _RUNNING.pop(id(self), None)
 
     def _any_descendant(self) -> bool:
         for pid, created in self._descendants.items():

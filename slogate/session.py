@@ -144,9 +144,9 @@ class SlogateSession:
         current Allure test is not relabelled: the caller reports the point.
         """
         self.prepare()
-        endpoint.check_alive()
-        if record:
+        if record:  # before the liveness check: a case the dead engine breaks is labelled too
             self._label(case, endpoint)
+        endpoint.check_alive()
         spec = LoadSpec(
             base_url=endpoint.base_url,
             model=endpoint.model,
@@ -297,7 +297,7 @@ class SlogateSession:
         with contextlib.suppress(Exception):  # extras; never lose a result to them
             write_sweep_report(self.reports_dir, charts=False)
         with contextlib.suppress(Exception):  # Allure is an extra; never lose a result to it
-            allure_report.attach_case(result, result_json(result, info))
+            allure_report.attach_case(result, result_json(result, info), self.results_dir)
 
     # -- pytest hooks ---------------------------------------------------------------------
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[Any]) -> None:
@@ -311,7 +311,8 @@ class SlogateSession:
         if call.excinfo is None or not call.excinfo.errisinstance(InfrastructureError):
             return
         process = self.endpoint.process if self.endpoint else None
-        case = getattr(item, "callspec", None) and item.callspec.params.get("case")
+        callspec = getattr(item, "callspec", None)
+        case = callspec.params.get("case") if callspec else None
         with contextlib.suppress(Exception):  # Allure is an extra
             if call.when == "setup" and isinstance(case, Case):
                 # The case never ran, so it was never labelled: label it here, or the
@@ -334,15 +335,21 @@ class SlogateSession:
             # The engine never came up (attach_endpoint writes these): the report still
             # needs the categories that file its failures under engine trouble.
             allure_report.write_environment(Path(alluredir), self.run_info)
-        # Only cases of this run: a session whose engine never started ran none, and the
-        # files on disk are the previous run's (under xdist the workers ran them).
-        ran = self._prepared or session.config.pluginmanager.hasplugin("dsession")
-        if not ran or not any(self.results_dir.glob("serving_benchmark_*.json")):
-            return
-        write_sweep_report(self.reports_dir)
-        if alluredir:
-            with contextlib.suppress(Exception):  # Allure is an extra
-                allure_report.attach_sweep_summary(Path(alluredir), self.reports_dir)
+        # Each engine configuration's reports, of this run only: one whose engine never
+        # started ran no case, and its files on disk are an earlier run's (under xdist the
+        # workers ran the cases, so the controller trusts the files).
+        xdist = session.config.pluginmanager.hasplugin("dsession")
+        ran = {s.reports_dir for s in (self, *self.children.values()) if s._prepared}
+        for variant in self.variants:
+            reports = variant.reports_dir
+            if not (xdist or reports in ran) or not any(
+                (reports / "results").glob("serving_benchmark_*.json")
+            ):
+                continue
+            write_sweep_report(reports)
+            if alluredir:
+                with contextlib.suppress(Exception):  # Allure is an extra
+                    allure_report.attach_sweep_summary(Path(alluredir), reports)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.results:

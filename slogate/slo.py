@@ -65,7 +65,10 @@ def validate_slo(name: str, value: Any, where: str) -> float:
         )
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{where}: SLO {name} must be a number, got {value!r}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int with hundreds of digits
+        value = math.inf
     if not math.isfinite(value) or value < 0:
         raise ConfigError(f"{where}: SLO {name} must be a finite number >= 0, got {value}")
     if name in ("error_rate", "good_fraction") and value > 1:

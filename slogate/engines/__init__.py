@@ -14,6 +14,7 @@ from slogate.engines.base import Endpoint, Engine, Launch
 from slogate.engines.launch import ServerEngine, shell_line
 from slogate.environment import redact_argv
 from slogate.errors import ConfigError, EngineStartError
+from slogate.loadgen.http import auth_headers
 from slogate.server import EngineProcess
 
 if TYPE_CHECKING:
@@ -58,8 +59,8 @@ def running_endpoint(settings: Settings, log_dir: Path) -> Iterator[Endpoint]:
     Whatever happens inside the block, a started engine is torn down on exit.
     """
     engine = get_engine(settings.engine)
-    auth = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
-    with httpx.Client(headers=auth) as client:
+    # The headers inline: a local holding the key would show in --showlocals.
+    with httpx.Client(headers=auth_headers(settings.api_key)) as client:
         if settings.engine == "external":
             assert settings.base_url is not None
             reason = engine.probe(client, settings.base_url, settings.served_model)

@@ -156,6 +156,8 @@ def load_profile(path: str | Path) -> EngineProfile:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark else ""
         raise ConfigError(f"{where}: malformed YAML{at}: {getattr(exc, 'problem', exc)}") from None
+    except (ValueError, RecursionError) as exc:  # PyYAML: impossible dates, deep nesting
+        raise ConfigError(f"{where}: malformed YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: an engine profile must be a YAML mapping")
     _check(data, _TOP, where)

@@ -18,6 +18,7 @@ from slogate.engines.base import (
     http_probe,
 )
 from slogate.server import LogDiagnosis, listening_socket
+from slogate.sim.server import API_KEY_ENV as SIM_API_KEY_ENV
 
 if TYPE_CHECKING:
     from slogate.config import Settings
@@ -47,6 +48,10 @@ class SimEngine:
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (package_root, env.get("PYTHONPATH", "")) if p
         )
+        # The key goes by environment, never argv (which the log and reports show).
+        env.pop(SIM_API_KEY_ENV, None)
+        if settings.api_key:
+            env[SIM_API_KEY_ENV] = settings.api_key
         launch = Launch(argv, f"http://127.0.0.1:{port}", env=env, pass_fds=[sock.fileno()])
         return launch, [sock]
 

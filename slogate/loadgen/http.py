@@ -107,9 +107,7 @@ class StreamingConnection(asyncio.Protocol):
         try:
             self._feed(data, now)
         except (ProtocolError, ValueError) as exc:
-            self._fail(f"invalid HTTP response: {exc}")
-            if self.transport is not None:
-                self.transport.abort()
+            self.abort(f"invalid HTTP response: {exc}")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -136,6 +134,9 @@ class StreamingConnection(asyncio.Protocol):
 
     def abort(self, reason: str) -> None:
         """End the current request with an error (used by timeouts) and drop the connection."""
+        # Closed from now on: connection_lost comes a loop iteration later, after the
+        # worker woken by _fail has looked whether it may send its next request here.
+        self.closed = True
         self._fail(reason)
         if self.transport is not None:
             self.transport.abort()
@@ -156,6 +157,7 @@ class StreamingConnection(asyncio.Protocol):
         self._state = _DONE
         self._resp.done_ns = now
         if not self._keep_alive and self.transport is not None:
+            self.closed = True  # as in abort: never reuse a connection that is closing
             self.transport.close()
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(self._resp)
@@ -244,6 +246,15 @@ class StreamingConnection(asyncio.Protocol):
         else:
             self._keep_alive = False
             self._state = _UNTIL_CLOSE
+
+
+def auth_headers(api_key: str | None) -> dict[str, str]:
+    """The bearer header for ``api_key`` (none without a key).
+
+    Call it where the headers are used, not into a local variable: pytest's --showlocals
+    prints the locals of every frame of a failure, into the terminal and Allure.
+    """
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
 
 async def open_connection(target: Target, timeout_s: float = 30.0) -> StreamingConnection:

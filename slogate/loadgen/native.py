@@ -59,7 +59,7 @@ def _int(value: Any) -> int | None:
 def _json_object(data: bytes) -> dict[str, Any]:
     try:
         obj = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nesting too deep
         raise SSEError(f"not JSON ({exc}): {data[:80]!r}") from None
     if not isinstance(obj, dict):
         raise SSEError(f"not a JSON object: {data[:80]!r}")

@@ -31,6 +31,7 @@ from slogate.loadgen.http import (
     Response,
     StreamingConnection,
     Target,
+    auth_headers,
     build_request,
     open_connection,
 )
@@ -55,7 +56,7 @@ class LoadSpec:
     ignore_eos: bool = True
     request_timeout_s: float = 600.0
     stall_timeout_s: float = 120.0
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # never in a failure's locals
     seed: int = 0
     extra_body: dict[str, Any] = field(default_factory=dict)
 
@@ -114,7 +115,7 @@ class LoadResult:
 class _Job:
     index: int
     prompt: Prompt
-    raw: bytes
+    raw: bytes = field(repr=False)  # carries the Authorization header
     warmup: bool
     scheduled_ns: int | None = None
     sent_ns: int = 0
@@ -295,11 +296,11 @@ async def run_load_async(
     progress: Callable[[Progress], None] | None = None,
 ) -> tuple[list[_Job], ClientStats]:
     target = Target.from_url(spec.base_url)
-    headers = {"Authorization": f"Bearer {spec.api_key}"} if spec.api_key else {}
     path = APIS[spec.endpoint].path
 
     def job(i: int, p: Prompt, is_warmup: bool) -> _Job:
-        return _Job(i, p, build_request(target, path, request_body(spec, p), headers), is_warmup)
+        raw = build_request(target, path, request_body(spec, p), auth_headers(spec.api_key))
+        return _Job(i, p, raw, is_warmup)
 
     run = _Run(spec, target, progress, len(prompts))
     stop = asyncio.Event()

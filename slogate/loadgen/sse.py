@@ -100,7 +100,7 @@ def parse_stream(pieces: Iterable[tuple[int, bytes]]) -> StreamResult:
             continue
         try:
             obj = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nesting too deep
             raise SSEError(f"event is not JSON ({exc}): {data[:80]!r}") from None
         if not isinstance(obj, dict):
             raise SSEError(f"event is not a JSON object: {data[:80]!r}")
@@ -137,13 +137,16 @@ def parse_json_body(body: bytes) -> StreamResult:
     """A non-streamed response: the whole completion in one JSON object."""
     try:
         obj = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nesting too deep
         raise SSEError(f"response is not JSON ({exc})") from None
     if not isinstance(obj, dict):
         raise SSEError("response is not a JSON object")
     result = StreamResult(done=True)
     texts = []
-    for choice in obj.get("choices") or []:
+    choices = obj.get("choices") or []
+    if not isinstance(choices, list):
+        raise SSEError(f"'choices' is not a list: {body[:80]!r}")
+    for choice in choices:
         if isinstance(choice, dict):
             texts.append(_text_of(choice))
             message = choice.get("message")
@@ -152,6 +155,11 @@ def parse_json_body(body: bytes) -> StreamResult:
     result.text = "".join(texts)
     usage = obj.get("usage")
     if isinstance(usage, dict):
-        result.completion_tokens = usage.get("completion_tokens")
-        result.prompt_tokens = usage.get("prompt_tokens")
+        result.completion_tokens = _count(usage.get("completion_tokens"))
+        result.prompt_tokens = _count(usage.get("prompt_tokens"))
     return result
+
+
+def _count(value: Any) -> int | None:
+    """A token count from ``usage``, or None when it is not an integer."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

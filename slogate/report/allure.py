@@ -182,7 +182,16 @@ def case_plots(result: CaseResult) -> list[tuple[str, bytes]]:
     return [(name, png) for name, png in plots if png is not None]
 
 
-def attach_case(result: CaseResult, result_json: dict[str, Any]) -> None:
+#: A label (not shown by Allure) naming the results directory a case was written to, so
+#: the sweep summary of one engine configuration goes to its own cases only.
+RESULTS_LABEL = "slogate_results"
+
+
+def attach_case(
+    result: CaseResult, result_json: dict[str, Any], results_dir: Path | None = None
+) -> None:
+    if results_dir is not None:
+        allure.dynamic.label(RESULTS_LABEL, str(results_dir.resolve()))
     allure.dynamic.description(metrics_table(result))
     allure.dynamic.description_html(metrics_table_html(result))
     skip = ("input_lens", "output_lens", "ttfts")
@@ -242,32 +251,38 @@ def write_environment(allure_dir: Path, run_info: dict[str, Any]) -> None:
     )
 
 
-def _stories(allure_dir: Path) -> dict[str, list[str]]:
-    """Test uuids of the results in ``allure_dir``, by story (the ``in…-out…`` label)."""
+def _stories(allure_dir: Path, results_dir: Path) -> dict[str, list[str]]:
+    """Uuids of the tests in ``allure_dir`` whose cases went to ``results_dir``, by story
+    (the ``in…-out…`` label)."""
     out: dict[str, list[str]] = {}
     for path in sorted(allure_dir.glob("*-result.json")):
         try:
             test = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        labels = test.get("labels", [])
-        story = next((lab["value"] for lab in labels if lab["name"] == "story"), None)
-        if story and test.get("uuid"):
-            out.setdefault(story, []).append(test["uuid"])
+        labels = {lab["name"]: lab["value"] for lab in test.get("labels", [])}
+        if labels.get(RESULTS_LABEL) != str(results_dir.resolve()):
+            continue
+        if labels.get("story") and test.get("uuid"):
+            out.setdefault(labels["story"], []).append(test["uuid"])
     return out
 
 
 def attach_sweep(
-    allure_dir: Path, story: str, attachments: Iterable[tuple[str, str, bytes]]
+    allure_dir: Path,
+    results_dir: Path,
+    story: str,
+    attachments: Iterable[tuple[str, str, bytes]],
 ) -> bool:
-    """Add ``attachments`` (name, MIME type, content) to every case of ``story``.
+    """Add ``attachments`` (name, MIME type, content) to every case of ``story`` written
+    to ``results_dir``.
 
     Written as an Allure container whose "after" step carries them: Allure shows it in
     the tear-down part of each child test, so the pair's chart and table are one click
     from any of its cases, and the run's test count stays the number of cases.
     Returns False when no test of that story is in ``allure_dir``.
     """
-    children = _stories(allure_dir).get(story)
+    children = _stories(allure_dir, results_dir).get(story)
     if not children:
         return False
     now = int(time.time() * 1000)
@@ -315,7 +330,7 @@ def attach_sweep_summary(allure_dir: Path, reports_dir: Path) -> list[str]:
         if chart.is_file():
             files.append((f"sweep chart, {title}.png", "image/png", chart.read_bytes()))
         story = f"in{inp}-out{out}"
-        if attach_sweep(allure_dir, story, files):
+        if attach_sweep(allure_dir, reports_dir / "results", story, files):
             done.append(story)
     return done
 

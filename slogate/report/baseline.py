@@ -2,18 +2,20 @@
 
 ``--baseline DIR`` names an earlier reports directory.  Each case is compared with the
 case of the same load and lengths there (``results/<stem>.json`` and its per-request
-samples in ``results/requests/<stem>.requests.jsonl``).  A metric has regressed when
+samples in ``results/requests/<stem>.requests.jsonl``).  For each statistic (mean TTFT,
+p99 TTFT, mean TPOT) the relative change from baseline to now gets a 95% bootstrap
+interval (2000 resamples of each run's requests, seeded, so a verdict is reproducible).
+The metric has regressed when that whole interval lies above ``MIN_EFFECT`` (+5%): it
+is worse by at least 5% with 95% confidence.  So a statistically clear 0.5% change does
+not fail a gate (too small), and neither does a +8% whose interval reaches down to +0.3%
+(not clear enough).  A p99 is judged only with at least 299 requests on each side, as
+an SLO on it is.
 
-1. the change is real: the 95% bootstrap interval of the relative change of the
-   statistic (2000 resamples of the requests of each run, seeded, so a run is
-   reproducible) lies entirely on the worse side of zero, and
-2. the change matters: the point estimate is at least ``MIN_EFFECT`` (5%) worse, so a
-   statistically clear 0.5% change on a quiet machine does not fail a gate.
-
-The per-request samples of a run share batches and queueing, so the interval covers
-sampling noise only; the minimum effect is what absorbs the run-to-run drift of a
-machine.  Everything here is plain functions on plain numbers, apart from ``regressions``
-which reads the baseline files for one case.
+Requests of one run share batches and queueing, so the interval measures sampling noise
+within a run, not the drift between runs; asking the whole interval to clear the minimum
+effect, rather than just zero, is what keeps a re-run of the same engine from failing.
+Everything here is plain functions on plain numbers, apart from ``regressions`` which
+reads the baseline files for one case.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from slogate.errors import ConfigError
-from slogate.outcome import CaseResult
+from slogate.outcome import CaseResult, samples_needed
 from slogate.report.sweep import results_dir_of
 from slogate.slo import Breach
 
@@ -39,9 +41,10 @@ METRICS: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]] = {
 }
 RESAMPLES = 2000
 CONFIDENCE = 0.95
-MIN_EFFECT = 0.05  # relative: 5% worse
+MIN_EFFECT = 0.05  # relative: the interval must lie above +5%
 SEED = 20240611
 #: Fewer samples than this on either side and no interval is meaningful: not judged.
+#: (Percentiles need more: ``outcome.samples_needed``.)
 MIN_SAMPLES = 3
 
 
@@ -118,7 +121,11 @@ def compare_samples(
     stat = METRICS[metric][1]
     a = np.asarray([v for v in baseline if v is not None and math.isfinite(v)], dtype=float)
     b = np.asarray([v for v in current if v is not None and math.isfinite(v)], dtype=float)
-    if a.size < MIN_SAMPLES or b.size < MIN_SAMPLES:
+    # A percentile is judged only with the samples that bound it (299 for a p99, as for
+    # SLOs): below that it is about the sample maximum, and a bootstrap of a maximum gives
+    # an interval far narrower than the run-to-run spread.
+    needed = max(MIN_SAMPLES, samples_needed(metric.split("_")[0]))
+    if a.size < needed or b.size < needed:
         return None
     base, cur = float(stat(a)), float(stat(b))
     if base <= 0:
@@ -140,7 +147,7 @@ def compare_samples(
     tail = (1.0 - confidence) / 2 * 100
     low, high = (float(x) for x in np.percentile(rel, [tail, 100 - tail]))
     change = cur / base - 1.0
-    return Change(metric, base, cur, change, low, high, low > 0 and change >= min_effect)
+    return Change(metric, base, cur, change, low, high, low >= min_effect)
 
 
 def find_regressions(

@@ -79,6 +79,7 @@ class Comparison:
     metrics: tuple[Metric, ...]
     rows: list[Row]
     slos: dict[str, dict[str, float]]  # side -> SLO thresholds (from its cases)
+    time_scales: dict[str, list[float]] = field(default_factory=dict)  # side -> simulator scales
     statements: list[Statement] = field(default_factory=list)
 
     def pairs(self) -> list[tuple[int, int, str]]:
@@ -175,7 +176,8 @@ def build(dir_a: Path, dir_b: Path, names: Sequence[str] | None = None) -> Compa
         table.append(
             Row(key[0], key[1], key[2], key[3], any_case.load_text, values, verdicts, breaches)
         )
-    comparison = Comparison((names[0], names[1]), (dir_a, dir_b), metrics, table, slos)
+    scales = {side: sorted({r.time_scale for r in rows}) for side, rows in cases.items()}
+    comparison = Comparison((names[0], names[1]), (dir_a, dir_b), metrics, table, slos, scales)
     comparison.statements = summarize(comparison)
     return comparison
 
@@ -380,9 +382,17 @@ def render_md(c: Comparison, charts: dict[tuple[int, int, str], str]) -> str:
         f"- A: **{a}** — {c.dirs[0]}",
         f"- B: **{b}** — {c.dirs[1]}",
         "- Δ is B relative to A: (B − A) / A. Latencies: lower is better.",
-        "",
-        "## Summary",
     ]
+    if any(scales != [1.0] for scales in c.time_scales.values()):
+        shown = "; ".join(
+            f"{c.name(side)} " + ", ".join(f"{x:g}x" for x in c.time_scales[side]) for side in SIDES
+        )
+        differ = c.time_scales["A"] != c.time_scales["B"]
+        lines.append(
+            f"- Simulator time scale: {shown} (latencies are that many times shorter than in "
+            f"real time{'; the two differ, so their latencies do not compare' if differ else ''})."
+        )
+    lines += ["", "## Summary"]
     for pair in c.pairs():
         lines += ["", f"### {pair_title(pair[0], pair[1])}", ""]
         lines += [f"- {s.text}" for s in c.statements if s.pair == (pair[0], pair[1])]

@@ -79,7 +79,8 @@ def server_metrics_png(samples: Sequence[Mapping[str, Any]], title: str) -> byte
     for name, color in _QUEUE_SERIES:
         ys = [s.get(name) for s in samples]
         if any(y is not None for y in ys):
-            ax.plot(t, [np.nan if y is None else y for y in ys], color=color, label=name)
+            values = [np.nan if y is None else y for y in ys]
+            ax.plot(t, values, color=color, marker="o", markersize=3, label=name)
             drawn = True
     ax.set_xlabel("seconds since the case started")
     ax.set_ylabel("requests")
@@ -87,7 +88,15 @@ def server_metrics_png(samples: Sequence[Mapping[str, Any]], title: str) -> byte
     if any(v is not None for v in kv):
         ax2 = ax.twinx()
         pct = [np.nan if v is None else 100.0 * v for v in kv]
-        ax2.plot(t, pct, color="#54a24b", linestyle="--", label="KV cache usage")
+        ax2.plot(
+            t,
+            pct,
+            color="#54a24b",
+            linestyle="--",
+            marker="o",
+            markersize=3,
+            label="KV cache usage",
+        )
         ax2.set_ylabel("KV cache usage (%)")
         ax2.set_ylim(0, max(100.0, float(np.nanmax(pct)) if drawn else 100.0))
         ax2.legend(loc="upper right", fontsize=8)

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from slogate.records import ERROR_CLASSES
 from slogate.report.files import write_text
 
 #: Exactly the columns, in this order, of the collector script users already have.
@@ -24,7 +25,7 @@ USER_COLUMNS = (
 
 MORE_COLUMNS = (
     "engine", "model", "input_len", "output_len", "request_rate", "num_prompts",
-    "completed", "failed", "error_rate", "duration_s",
+    "completed", "failed", "error_rate", *ERROR_CLASSES, "duration_s",
     "median_ttft_ms", "p90_ttft_ms", "p99_ttft_ms",
     "median_tpot_ms", "p90_tpot_ms", "p99_tpot_ms",
     "mean_itl_ms", "median_itl_ms", "p99_itl_ms",
@@ -64,6 +65,8 @@ def row(result: dict[str, Any]) -> dict[str, Any]:
         "completed": result.get("completed", ""),
         "failed": result.get("failed", ""),
         "error_rate": _r(sg.get("error_rate"), 4),
+        # failed requests by class (http_error, timeout ...), as the case JSON counts them
+        **{cls: (sg.get("errors_by_class") or {}).get(cls, "") for cls in ERROR_CLASSES},
         "duration_s": _r(result.get("duration"), 3),
         "total_token_throughput": _r(result.get("total_token_throughput")),
         "request_throughput": _r(result.get("request_throughput"), 3),

@@ -54,6 +54,7 @@ class SimRequest:
     max_tokens: int
     ignore_eos: bool = False
     sink: Sink | None = None
+    stop_at: int | None = None  # injected fault: finish after this many tokens regardless
     # Filled in by the scheduler.
     output_len: int = 0  # tokens it will produce (EOS drawn at submission)
     kv_tokens: int = 0  # KV reservation held while running
@@ -110,6 +111,8 @@ class Scheduler:
     def _draw_output_len(self, req: SimRequest) -> int:
         # A per-token EOS probability q gives a geometric length; drawing it once here is
         # the same distribution as a coin per token, at a fraction of the cost.
+        if req.stop_at is not None:
+            return max(1, min(req.stop_at, req.max_tokens))
         q = self.profile.eos_prob
         if req.ignore_eos or q <= 0.0:
             return req.max_tokens
@@ -119,7 +122,10 @@ class Scheduler:
     def abort(self, req: SimRequest) -> bool:
         """Drop a request (client gone, shutdown); False if it had already left."""
         if req.state is State.WAITING:
-            self.waiting.remove(req)
+            try:
+                self.waiting.remove(req)
+            except ValueError:  # never submitted (the client left before it was)
+                return False
         elif req.state is State.RUNNING:
             self.kv_used -= req.kv_tokens
             self.context_tokens -= req.prefilled + req.generated

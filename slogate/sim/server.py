@@ -8,6 +8,9 @@ Tokenization is by whitespace: a prompt has as many tokens as words, and each ge
 token is the word ``" tok"``, so re-counting the output by whitespace gives exactly
 ``usage.completion_tokens``.
 
+Injected faults (``faults.py``) are decided when a request arrives; a faulted stream
+gets its own sink (``_FaultySink``) so the common path pays nothing for them.
+
 Streaming is built for thousands of concurrent streams on a small machine: each request's
 SSE events are serialized once when it arrives (the token never changes), and the engine
 writes them straight to the connection's transport at the end of each step, framed as
@@ -18,6 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -28,9 +34,12 @@ from aiohttp import web
 from aiohttp.http import HttpVersion11
 
 from slogate.sim.engine import Engine, SimRequest, State
+from slogate.sim.faults import Faults, stop_point
 from slogate.sim.profiles import Profile
 
 TOKEN_TEXT = " tok"
+#: When set, ``/v1/*`` requires ``Authorization: Bearer <value>``, as vLLM's VLLM_API_KEY.
+API_KEY_ENV = "SLOGATE_SIM_API_KEY"
 # A client that has not read this much of its stream is treated as gone.
 MAX_UNSENT_BYTES = 4 * 1024 * 1024
 
@@ -55,11 +64,18 @@ _SSE_DONE = b"data: [DONE]\n\n"
 class ApiError(Exception):
     """An error answered in OpenAI/vLLM form."""
 
-    def __init__(self, status: int, message: str, err_type: str = "BadRequestError") -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        err_type: str = "BadRequestError",
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.err_type = err_type
+        self.headers = headers
 
     def response(self) -> web.Response:
         body = {
@@ -69,7 +85,7 @@ class ApiError(Exception):
             "param": None,
             "code": self.status,
         }
-        return web.json_response(body, status=self.status)
+        return web.json_response(body, status=self.status, headers=self.headers)
 
 
 class _Chunker:
@@ -122,13 +138,74 @@ class _StreamSink:
             self._transport.write(self._chunker.frame(self._final(req)))
 
 
+#: An SSE event whose JSON is cut off: what a buggy proxy or a crashing worker sends.
+MALFORMED_EVENT = b'data: {"id":"cmpl-malformed","object":"text_completion","choices":[{"text\n\n'
+
+
+class _FaultySink(_StreamSink):
+    """A ``_StreamSink`` that stalls after ``stall_after`` tokens or sends a broken event."""
+
+    __slots__ = ("_stall_after", "_garbage")
+
+    def __init__(
+        self,
+        base: _StreamSink,
+        *,
+        stall_after: int | None = None,
+        malformed: bool = False,
+    ) -> None:
+        for name in _StreamSink.__slots__:
+            setattr(self, name, getattr(base, name))
+        self._stall_after = stall_after
+        self._garbage = self._chunker.frame(MALFORMED_EVENT) if malformed else b""
+
+    def _stalled(self, req: SimRequest) -> bool:
+        return self._stall_after is not None and req.generated > self._stall_after
+
+    def token(self, req: SimRequest) -> bool:
+        if self._stalled(req):
+            return not self._gone()  # the engine goes on; nothing reaches the client
+        if not super().token(req):
+            return False
+        if self._garbage:
+            self._transport.write(self._garbage)
+            self._garbage = b""
+        return True
+
+    def finish(self, req: SimRequest) -> None:
+        if self._gone():
+            return
+        if self._stall_after is not None:
+            # Never the end of the stream; the last token only if it is before the stall.
+            if not self._stalled(req):
+                self._transport.write(self._first if req.generated == 1 else self._token)
+            return
+        if self._garbage:
+            self._transport.write(self._garbage)
+            self._garbage = b""
+        super().finish(req)
+
+
 class SimServer:
     """The aiohttp application around one ``Engine``."""
 
-    def __init__(self, engine: Engine, *, model: str, profile: Profile) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        model: str,
+        profile: Profile,
+        faults: Faults | None = None,
+        api_key: str | None = None,
+    ) -> None:
         self.engine = engine
+        self._api_key = api_key
         self.model = model
         self.profile = profile
+        self.faults = faults or Faults()
+        self.ready = True  # False while an injected slow start lasts
+        # Set at shutdown: stalled handlers wait on it, so they do not hold the exit up.
+        self._closing = asyncio.Event()
         self.max_model_len = profile.max_model_len
         self.created = int(time.time())
         self.in_flight = 0
@@ -136,7 +213,8 @@ class SimServer:
         self.requests_total = 0
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+        middlewares = [self._check_key] if self._api_key else []
+        app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=middlewares)
         app.add_routes(
             [
                 web.post("/v1/completions", self.completions),
@@ -151,10 +229,27 @@ class SimServer:
         )
         return app
 
+    @web.middleware
+    async def _check_key(
+        self, request: web.Request, handler: Callable[[web.Request], Any]
+    ) -> web.StreamResponse:
+        # As vLLM: only the OpenAI routes need the key; /health and /metrics do not.
+        if request.path.startswith("/v1/"):
+            if request.headers.get("Authorization") != f"Bearer {self._api_key}":
+                return web.json_response({"error": "Unauthorized"}, status=401)
+        response: web.StreamResponse = await handler(request)
+        return response
+
     # -- simple endpoints -----------------------------------------------------------
 
     async def health(self, request: web.Request) -> web.Response:
+        if not self.ready:
+            return web.Response(status=503, text="loading (injected --slow-start)")
         return web.Response(status=200)
+
+    def close(self) -> None:
+        """Release the handlers an injected stall holds open."""
+        self._closing.set()
 
     async def version(self, request: web.Request) -> web.Response:
         return web.json_response(
@@ -293,13 +388,42 @@ class SimServer:
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         req: SimRequest | None = None
+        fault: str | None = None
+        if self.faults.active:
+            n, fault = self.faults.next_request()
+            if self.faults.should_crash(n):
+                self._crash(n)
         try:
+            if not self.ready:
+                raise ApiError(503, "the engine is still starting", "ServiceUnavailableError")
             params = self._parse(await self._json_body(request), chat=chat)
-            req = SimRequest(params.prompt_tokens, params.max_tokens, params.ignore_eos)
             self.requests_total += 1
+            # Faults that never reach the engine come before ``req`` exists: the finally
+            # clause aborts only requests the engine has seen.
+            if fault == "http_500":
+                raise ApiError(500, "injected fault: internal server error", "InternalServerError")
+            if fault == "http_429":
+                raise ApiError(
+                    429,
+                    "injected fault: too many requests, retry later",
+                    "RateLimitError",
+                    headers={"Retry-After": "1"},
+                )
+            if fault == "stall" and not params.stream:
+                await self._closing.wait()  # never answered; released only at shutdown
+                raise ApiError(500, "the simulator is shutting down", "InternalServerError")
+            req = SimRequest(params.prompt_tokens, params.max_tokens, params.ignore_eos)
+            if fault == "short_output":
+                req.stop_at = stop_point(params.max_tokens)
             if params.stream:
-                return await self._stream(request, req, params, chat=chat)
+                return await self._stream(request, req, params, chat=chat, fault=fault)
             await self.engine.submit(req)
+            if fault == "malformed_sse":
+                # A 200 whose JSON body is cut off.
+                return web.Response(
+                    body=b'{"id":"cmpl-malformed","object":"text_completion","choices":[{"te',
+                    content_type="application/json",
+                )
             if req.state is not State.FINISHED:
                 raise ApiError(
                     500, "request aborted: the simulator is shutting down", "InternalServerError"
@@ -314,8 +438,24 @@ class SimServer:
                 self.engine.abort(req)
             self.in_flight -= 1
 
+    def _crash(self, n: int) -> None:
+        """Die the way an engine does: at once, every open connection cut, no cleanup."""
+        print(
+            f"slogate-sim: injected fault --crash-after {self.faults.crash_after}: request {n} "
+            f"arrived, killing the process (SIGKILL)",
+            file=sys.stderr,
+            flush=True,
+        )
+        os.kill(os.getpid(), signal.SIGKILL)
+
     async def _stream(
-        self, request: web.Request, req: SimRequest, params: _Params, *, chat: bool
+        self,
+        request: web.Request,
+        req: SimRequest,
+        params: _Params,
+        *,
+        chat: bool,
+        fault: str | None = None,
     ) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8"})
         chunked = request.version >= HttpVersion11
@@ -330,8 +470,19 @@ class SimServer:
         if transport is None:  # the client left already
             return resp
         token_event, first_prefix, final = self._stream_events(req, params, chat=chat)
-        req.sink = _StreamSink(transport, _Chunker(chunked), token_event, first_prefix, final)
+        sink = _StreamSink(transport, _Chunker(chunked), token_event, first_prefix, final)
+        if fault == "stall":
+            sink = _FaultySink(sink, stall_after=stop_point(params.max_tokens))
+        elif fault == "malformed_sse":
+            sink = _FaultySink(sink, malformed=True)
+        req.sink = sink
         await self.engine.submit(req)
+        if fault == "stall":
+            # Hung: the connection stays open and silent until the client gives up (its
+            # handler is cancelled then) or the simulator shuts down.
+            await self._closing.wait()
+            transport.close()
+            return resp
         if req.state is State.FINISHED and not transport.is_closing():
             await resp.write_eof()
         else:
