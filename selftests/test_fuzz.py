@@ -10,6 +10,7 @@ explicit example.  The usage tests run real pytest sessions with bad options and
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from hypothesis import strategies as st
 
 from slogate.errors import ConfigError
 from slogate.loadgen import native
-from slogate.loadgen.apis import APIS
+from slogate.loadgen.apis import APIS, Api
 from slogate.loadgen.sse import SSEError, StreamResult, parse_json_body, parse_stream
 from slogate.matrix import Overrides, expand, load_matrix
 
@@ -190,13 +191,20 @@ def check_result(result: StreamResult) -> None:
         assert count is None or (isinstance(count, int) and not isinstance(count, bool))
 
 
-PARSERS = {
+Parser = Callable[[list[tuple[int, bytes]]], StreamResult]
+
+
+def api_parser(api: Api, content_type: str) -> Parser:
+    return lambda pieces: api.parse(pieces, content_type)
+
+
+PARSERS: dict[str, Parser] = {
     "parse_stream": parse_stream,
     "parse_json_body": lambda ps: parse_json_body(b"".join(p for _, p in ps)),
     "sglang_stream": native.parse_sglang_stream,
     "ollama_stream": native.parse_ollama_stream,
     **{
-        f"{name}:{ctype}": (lambda ps, api=api, ctype=ctype: api.parse(ps, ctype))
+        f"{name}:{ctype}": api_parser(api, ctype)
         for name, api in APIS.items()
         for ctype in ("text/event-stream", "application/json", "application/x-ndjson")
     },

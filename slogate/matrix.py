@@ -162,7 +162,7 @@ def parse_lengths(text: str, where: str) -> tuple[int, int]:
     return int(parts[0]), int(parts[1])
 
 
-def _finite(value: float) -> bool:
+def _finite(value: Any) -> bool:
     """``math.isfinite``, and False for an int too large for a float (YAML has bignums)."""
     try:
         return math.isfinite(value)
@@ -424,7 +424,7 @@ def load_matrix(path: str | Path, overrides: Overrides | None = None) -> Matrix:
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{where}: malformed YAML{at}: {problem}") from None
-    except (ValueError,) as exc:
+    except (ValueError, RecursionError) as exc:
         # PyYAML's constructors raise these for values it cannot build: an impossible date
         # (2001-02-30), `!!float abc`, nesting deeper than Python's recursion limit.
         raise ConfigError(f"{where}: malformed YAML: {exc}") from None

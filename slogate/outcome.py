@@ -82,7 +82,13 @@ class CaseResult:
     @property
     def message(self) -> str:
         if self.verdict == "fail":
-            lines = [f"{self.case.id}: {len(self.breaches)} SLO(s) broken"]
+            regressed = sum(1 for b in self.breaches if b.name.startswith("regression:"))
+            parts = []
+            if len(self.breaches) > regressed:
+                parts.append(f"{len(self.breaches) - regressed} SLO(s) broken")
+            if regressed:
+                parts.append(f"{regressed} regression(s) against the baseline")
+            lines = [f"{self.case.id}: {', '.join(parts)}"]
             lines += [f"  - {b}" for b in self.breaches]
             return "\n".join(lines)
         if self.verdict in ("invalid", "error"):

@@ -14,6 +14,9 @@ an SLO on it is.
 Requests of one run share batches and queueing, so the interval measures sampling noise
 within a run, not the drift between runs; asking the whole interval to clear the minimum
 effect, rather than just zero, is what keeps a re-run of the same engine from failing.
+A change must also exceed what the client's own timing could explain: the event loop's
+lag (p99, at least 1 ms) of either run for TTFT, that lag spread over the output tokens
+for TPOT.
 Everything here is plain functions on plain numbers, apart from ``regressions`` which
 reads the baseline files for one case.
 """
@@ -43,6 +46,8 @@ RESAMPLES = 2000
 CONFIDENCE = 0.95
 MIN_EFFECT = 0.05  # relative: the interval must lie above +5%
 SEED = 20240611
+#: The client cannot time anything finer than this, whatever its loop lag says (ms).
+TIMING_RESOLUTION_MS = 1.0
 #: Fewer samples than this on either side and no interval is meaningful: not judged.
 #: (Percentiles need more: ``outcome.samples_needed``.)
 MIN_SAMPLES = 3
@@ -155,14 +160,20 @@ def find_regressions(
     current: Mapping[str, Sequence[float]],
     baseline_label: str,
     min_effect: float = MIN_EFFECT,
+    floors_ms: Mapping[str, float] | None = None,
 ) -> list[Regression]:
-    """Regressions between two runs' per-request samples (``{"ttft_ms": [...], ...}``)."""
+    """Regressions between two runs' per-request samples (``{"ttft_ms": [...], ...}``).
+
+    ``floors_ms``: per metric, the smallest absolute change (ms) that is not within the
+    client's own timing uncertainty; a smaller change is never called a regression.
+    """
     out = []
+    floors = floors_ms or {}
     for metric, (sample, _) in METRICS.items():
         c = compare_samples(
             metric, baseline.get(sample, ()), current.get(sample, ()), min_effect=min_effect
         )
-        if c is not None and c.regressed:
+        if c is not None and c.regressed and c.current - c.baseline > floors.get(metric, 0.0):
             out.append(
                 Regression(
                     name=f"regression:{metric}",
@@ -224,10 +235,34 @@ def regressions(case_result: CaseResult, baseline_dir: Path) -> list[Regression]
 
     A case the baseline does not have, or had as invalid/error, is not judged.
     """
-    base = baseline_samples(results_dir_of(baseline_dir), case_result.case.file_stem)
+    results = results_dir_of(baseline_dir)
+    base = baseline_samples(results, case_result.case.file_stem)
     if base is None:
         return []
-    return find_regressions(base, current_samples(case_result), label(baseline_dir))
+    floors = timing_floors(case_result, _baseline_lag(results, case_result.case.file_stem))
+    return find_regressions(
+        base, current_samples(case_result), label(baseline_dir), floors_ms=floors
+    )
+
+
+def timing_floors(case_result: CaseResult, baseline_lag_ms: float) -> dict[str, float]:
+    """How much of a change the client's own timing could explain, per metric (ms).
+
+    A reply is stamped late by up to the event loop's lag; between two runs on a machine
+    whose load changed, a TTFT can move by that much with the engine unchanged.  TPOT
+    spreads the same error over the request's output tokens.
+    """
+    lag = max(TIMING_RESOLUTION_MS, baseline_lag_ms, case_result.client.loop_lag_p99_ms)
+    tokens = max(1, case_result.case.output_len - 1)
+    return {"mean_ttft_ms": lag, "p99_ttft_ms": lag, "mean_tpot_ms": lag / tokens}
+
+
+def _baseline_lag(results_dir: Path, stem: str) -> float:
+    try:
+        data = json.loads((results_dir / f"{stem}.json").read_text(encoding="utf-8"))
+        return float(data["slogate"]["client"]["loop_lag_p99_ms"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.0
 
 
 def validate_baseline_dir(baseline_dir: Path, reports_dir: Path) -> None:

@@ -69,6 +69,8 @@ def result_json(result: CaseResult, run_info: dict[str, Any]) -> dict[str, Any]:
         "breaches": [
             {"name": b.name, "measured": b.measured, "limit": b.limit} for b in result.breaches
         ],
+        # regressions against --baseline, with their intervals (also listed as breaches)
+        "regressions": [b.to_json() for b in result.breaches if hasattr(b, "to_json")],
         "problems": result.problems,
         "error_rate": s["error_rate"],
         "errors_by_class": s["errors_by_class"],

@@ -31,7 +31,7 @@ MORE_COLUMNS = (
     "mean_itl_ms", "median_itl_ms", "p99_itl_ms",
     "mean_e2el_ms", "median_e2el_ms", "p99_e2el_ms",
     "total_token_throughput", "request_throughput", "request_goodput", "good_fraction",
-    "verdict", "broken_slos", "time_scale",
+    "verdict", "broken_slos", "regressions", "time_scale",
 )  # fmt: skip
 
 COLUMNS = USER_COLUMNS + MORE_COLUMNS
@@ -73,7 +73,10 @@ def row(result: dict[str, Any]) -> dict[str, Any]:
         "request_goodput": _r(result.get("request_goodput"), 3),
         "good_fraction": _r(sg.get("good_fraction"), 4),
         "verdict": sg.get("verdict", ""),
-        "broken_slos": ";".join(b["name"] for b in sg.get("breaches", [])),
+        "broken_slos": ";".join(
+            b["name"] for b in sg.get("breaches", []) if not b["name"].startswith("regression:")
+        ),
+        "regressions": ";".join(r["metric"] for r in sg.get("regressions", [])),
         "time_scale": sg.get("time_scale", ""),
     }
     for key in MORE_COLUMNS:

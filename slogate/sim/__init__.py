@@ -14,6 +14,12 @@ CLI::
 It prints ``slogate-sim ready: profile=<p> time_scale=<x> url=http://host:port`` once
 listening and exits promptly on SIGTERM/SIGINT.
 
+For the suite's reliability tests it injects faults on demand (``faults.py``, options in
+``python -m slogate.sim --help``): HTTP 500/429, stalled streams, malformed SSE, short
+output, a crash after N requests, a slow start, a crash at start with a real engine's
+error; every Nth request or a seeded fraction, so the counts are deterministic.  With
+``SLOGATE_SIM_API_KEY`` set, ``/v1/*`` requires that bearer key, as vLLM's ``VLLM_API_KEY``.
+
 Model (``engine.py``)
 ---------------------
 One asyncio task steps a continuous-batching engine:
