@@ -105,22 +105,22 @@ class TimingProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         now = _perf_ns()
-        self.buf += data
+        buf = self.buf + data if self.buf else data
         while True:
-            i = self.buf.find(b"\r\n\r\n")
+            i = buf.find(b"\r\n\r\n")
             if i < 0:
-                return
-            head = self.buf[:i].decode("latin-1")
-            length = 0
-            for line in head.split("\r\n")[1:]:
-                key, _, value = line.partition(":")
-                if key.strip().lower() == "content-length":
-                    length = int(value)
-            if len(self.buf) < i + 4 + length:
-                return
-            body = self.buf[i + 4 : i + 4 + length]
-            self.buf = self.buf[i + 4 + length :]
-            self.handle(head.split(" ", 2), body, now)
+                break
+            m = _CONTENT_LENGTH.search(buf, 0, i)
+            length = int(m.group(1)) if m else 0
+            end = i + 4 + length
+            if len(buf) < end:
+                break
+            line_end = buf.find(b"\r\n")
+            request_line = buf[:line_end].decode("latin-1").split(" ", 2)
+            body = buf[i + 4 : end]
+            buf = buf[end:]
+            self.handle(request_line, body, now)
+        self.buf = buf
 
     def handle(self, request_line: list[str], body: bytes, now: int) -> None:
         assert self.transport is not None
@@ -164,7 +164,6 @@ class TimingProtocol(asyncio.Protocol):
         state.in_flight += 1
         state.peak_in_flight = max(state.peak_in_flight, state.in_flight)
         self.current = served
-        self.transport.write(_HEAD_SSE)
         full, last, n_chunks = _chunks(max_tokens, chat, timing.tokens_per_chunk)
 
         loop = asyncio.get_running_loop()
@@ -178,13 +177,16 @@ class TimingProtocol(asyncio.Protocol):
         def send(i: int) -> None:
             if transport.is_closing():
                 return
+            # The response head goes out with the first chunk, not on arrival: in a burst
+            # of arrivals every write saved lets the next arrival be stamped sooner.
+            head = _HEAD_SSE if i == 0 else b""
             if i == n_chunks - 1:
-                transport.write(last)
+                transport.write(head + last)
                 writes.append(_perf_ns())
                 state.in_flight -= 1
                 self.current = None
                 return
-            transport.write(full)
+            transport.write(head + full if head else full)
             writes.append(_perf_ns())
             # Schedule only the next chunk: a burst of arrivals then costs one timer each,
             # not one per chunk, so the server stamps arrivals on time.
@@ -222,6 +224,7 @@ def _chunks(max_tokens: int, chat: bool, per: int) -> tuple[bytes, bytes, int]:
     return full, last, n_chunks
 
 
+_CONTENT_LENGTH = re.compile(rb"(?i)\r\ncontent-length:\s*(\d+)")
 _MAX_TOKENS = re.compile(rb'"max(?:_completion)?_tokens"\s*:\s*(\d+)')
 
 
