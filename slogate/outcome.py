@@ -25,7 +25,7 @@ from slogate.slo import Breach
 #: fraction of the median TTFT if that is more, before its timestamps stop being trusted:
 #: a reply that arrives while the loop is busy is stamped late by up to the lag.
 MAX_LOOP_LAG_MS = 10.0
-MAX_LOOP_LAG_FRACTION_OF_TTFT = 0.05
+MAX_LOOP_LAG_FRACTION_OF_TTFT = 0.10
 #: Above this the client process was CPU-bound (100 = one core) and queued its own work.
 MAX_CLIENT_CPU_PERCENT = 95.0
 #: Open loop: requests may leave this much after their scheduled time (p99).

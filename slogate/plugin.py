@@ -186,7 +186,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         dest="slogate_max_client_lag_ms",
         default=None,
         metavar="MS",
-        help="event-loop lag (p99) above which a case is invalid (default 10, or 5%% of the "
+        help="event-loop lag (p99) above which a case is invalid (default 10, or 10%% of the "
         "median TTFT if more); raise it only when the engine must share the client's CPU",
     )
     add(

@@ -41,6 +41,8 @@ from slogate.records import RequestRecord
 _perf_ns = time.perf_counter_ns
 
 TICK_S = 0.05
+SETTLE_S = 0.02
+SETTLE_PER_CONNECTION_S = 0.0002
 
 
 @dataclass(frozen=True)
@@ -245,6 +247,10 @@ async def _closed_loop(run: _Run, jobs: list[_Job], concurrency: int) -> None:
     conns: list[StreamingConnection | None] = [
         c if isinstance(c, StreamingConnection) else None for c in results
     ]
+    # The kernel completes a handshake before the server's event loop accepts it; let the
+    # server take the new connections in before the first request, or the first requests
+    # of the window wait behind a burst of accepts and their TTFT includes it.
+    await asyncio.sleep(SETTLE_S + SETTLE_PER_CONNECTION_S * n_workers)
     queue = iter(jobs)
 
     async def worker(conn: StreamingConnection | None) -> None:
