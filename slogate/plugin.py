@@ -311,7 +311,14 @@ def _install_sigterm_handler(config: pytest.Config) -> None:
     """SIGTERM ends the run like Ctrl-C, so fixtures tear the engine down."""
 
     def on_sigterm(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt("SIGTERM")
+        # Go through SIGINT's handler: while a load runs, asyncio's runner owns it and
+        # cancels the load cleanly before raising KeyboardInterrupt from plain Python.
+        # Raising here instead would unwind through uvloop's C frames, whose traceback
+        # pytest cannot render (an INTERNALERROR instead of "interrupted").
+        handler = signal.getsignal(signal.SIGINT)
+        if handler in (signal.SIG_IGN, signal.SIG_DFL, None):
+            raise KeyboardInterrupt("SIGTERM")
+        signal.raise_signal(signal.SIGINT)
 
     try:
         previous = signal.signal(signal.SIGTERM, on_sigterm)
