@@ -75,11 +75,17 @@ def test_smoke_sweep_on_real_vllm(
     res.assert_outcomes(passed=2)
     reports = project.path / "reports"
 
+    single = json.loads((reports / "results" / f"serving_benchmark_1_32_{OUT}.json").read_text())
     result = json.loads((reports / "results" / f"serving_benchmark_8_32_{OUT}.json").read_text())
-    assert result["backend"] == "vllm" and result["completed"] == 6 and result["failed"] == 0
-    assert result["output_lens"] == [OUT] * 6  # usage.completion_tokens with ignore_eos
-    assert result["mean_ttft_ms"] > 0 and result["mean_tpot_ms"] > 0
-    assert result["input_lens"] == [32] * 6
+    for r in (single, result):
+        assert r["backend"] == "vllm" and r["completed"] == 6 and r["failed"] == 0
+        assert r["output_lens"] == [OUT] * 6  # usage.completion_tokens with ignore_eos
+        assert r["input_lens"] == [32] * 6
+        assert r["mean_ttft_ms"] > 0 and r["min_tpot_ms"] >= 0
+    # One stream at a time streams token by token. (With 8 at once on 2 cores, vLLM's CPU
+    # API server sometimes starves and flushes whole generations in one write: then the
+    # client truthfully sees every token at once and a TPOT of 0.)
+    assert single["mean_tpot_ms"] > 0
 
     lines = reports / "results" / "requests" / f"serving_benchmark_8_32_{OUT}.requests.jsonl"
     records = [json.loads(x) for x in lines.read_text().splitlines()]
