@@ -64,3 +64,20 @@ def test_local_worker_sets_cuda_visible_devices(tmp_path: Path) -> None:
     s = Settings(engine="vllm", model=str(tmp_path), gpus_per_worker=2, worker=3)
     launch, _ = VllmEngine().launch(s, tmp_path / "logs")
     assert launch.env is not None and launch.env["CUDA_VISIBLE_DEVICES"] == "6,7"
+
+
+def test_two_configurations_in_one_session_are_compared(project: pytest.Pytester) -> None:
+    res = project.runpytest_subprocess(
+        "-m", "smoke", *FAST, "--sim-profile", PROFILES, "--sim-time-scale", "20"
+    )
+    res.assert_outcomes(passed=4)
+    compare_md = (project.path / "reports" / "compare" / "compare.md").read_text()
+    assert "sim-default" in compare_md and "sim-h20-deepseek-r1-sglang" in compare_md
+    assert (project.path / "reports" / "compare" / "compare.csv").exists()
+    res.stdout.fnmatch_lines(
+        [
+            "*slogate sim-default*",
+            "*slogate sim-h20-deepseek-r1-sglang*",
+            "*comparison: *compare.md*",
+        ]
+    )

@@ -350,12 +350,31 @@ class SlogateSession:
             if alluredir:
                 with contextlib.suppress(Exception):  # Allure is an extra
                     allure_report.attach_sweep_summary(Path(alluredir), reports)
+        self._compare_variants()
+
+    def _compare_variants(self) -> None:
+        """Two engine configurations in one run: write their comparison (reports/compare/)."""
+        if len(self.variants) != 2:
+            return
+        from slogate.report import compare
+
+        dirs = [v.reports_dir for v in self.variants]
+        if not all(any((d / "results").glob("serving_benchmark_*.json")) for d in dirs):
+            return
+        comparison = compare.build(dirs[0], dirs[1], [v.label for v in self.variants])
+        compare.write(comparison, self.reports_dir / "compare")
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        for child in self.children.values():
+            child.pytest_terminal_summary(terminalreporter)
+        if len(self.variants) == 2 and (self.reports_dir / "compare" / "compare.md").exists():
+            terminalreporter.write_line(
+                f"comparison: {self.reports_dir / 'compare' / 'compare.md'}"
+            )
         if not self.results:
             return
         tr = terminalreporter
-        tr.section("slogate")
+        tr.section(f"slogate {self.settings.label}".strip())
         counts: dict[str, int] = {}
         for r in self.results:
             counts[r.verdict] = counts.get(r.verdict, 0) + 1
