@@ -220,15 +220,7 @@ def settings_from_options(opt: Any, rootdir: Path) -> Settings:
         if not lengths:
             raise ConfigError("--lengths: empty; expected e.g. --lengths 128x128,256x256")
 
-    time_scale = opt.slogate_sim_time_scale
-    try:
-        time_scale = float(time_scale)
-    except ValueError:
-        time_scale = math.nan
-    if not (math.isfinite(time_scale) and time_scale > 0):
-        raise ConfigError(
-            f"--sim-time-scale {opt.slogate_sim_time_scale!r}: expected a number > 0, e.g. 10"
-        )
+    time_scale = _positive_float(opt.slogate_sim_time_scale, "--sim-time-scale", default=1.0)
 
     model = opt.slogate_model
     local = (launcher or (profile.launcher if profile else "local")) == "local"

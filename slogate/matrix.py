@@ -317,12 +317,12 @@ def expand_capacity(
 ) -> list[CapacityTarget]:
     """The ``capacity:`` block::
 
-        capacity:
-          lengths: [128x128, 256x256]
-          concurrency: {min: 1, max: 1024}   # or request_rate: {min: 0.5, max: 64}
-          resolution: 0.1                    # rates: stop within 10%; concurrency: within 1
-          require: 64                        # optional: fail if capacity is below this
-          slo: {p90_ttft_ms: 2000}           # merged over the defaults' slo
+    capacity:
+      lengths: [128x128, 256x256]
+      concurrency: {min: 1, max: 1024}   # or request_rate: {min: 0.5, max: 64}
+      resolution: 0.1                    # rates: stop within 10%; concurrency: within 1
+      require: 64                        # optional: fail if capacity is below this
+      slo: {p90_ttft_ms: 2000}           # merged over the defaults' slo
     """
     if not isinstance(data, dict) or "capacity" not in data:
         return []
@@ -360,8 +360,10 @@ def expand_capacity(
     if low > high:
         raise ConfigError(f"{bw}.{kind}: min {low} is above max {high}")
     resolution = block.get("resolution", 0.1)
-    if isinstance(resolution, bool) or not isinstance(resolution, (int, float)) or not (
-        0 < resolution < 1
+    if (
+        isinstance(resolution, bool)
+        or not isinstance(resolution, (int, float))
+        or not (0 < resolution < 1)
     ):
         raise ConfigError(
             f"{bw}.resolution: expected a fraction between 0 and 1, got {resolution!r}"

@@ -116,6 +116,18 @@ def diagnose_with(patterns: list[tuple[str, str, str]], log: str) -> LogDiagnosi
     return None
 
 
+def fetch_version(client: httpx.Client, url: str) -> str | None:
+    """The ``version`` field of a JSON version endpoint, or None if it does not answer."""
+    try:
+        resp = client.get(url, timeout=5.0)
+        if resp.status_code == 200:
+            version = resp.json().get("version")
+            return None if version is None else str(version)
+    except (httpx.HTTPError, ValueError, AttributeError):
+        pass
+    return None
+
+
 def http_probe(client: httpx.Client, url: str) -> str | None:
     try:
         resp = client.get(url, timeout=5.0)

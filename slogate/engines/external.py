@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from slogate.engines.base import ANY_METRICS, Launch
+from slogate.engines.base import ANY_METRICS, Launch, fetch_version
 from slogate.server import LogDiagnosis
 
 if TYPE_CHECKING:
@@ -33,12 +33,8 @@ class ExternalEngine:
 
     def describe(self, client: httpx.Client, base_url: str) -> dict[str, Any]:
         info: dict[str, Any] = {}
-        try:
-            resp = client.get(f"{base_url}/version", timeout=5.0)
-            if resp.status_code == 200:
-                info["version"] = resp.json().get("version")
-        except (httpx.HTTPError, ValueError, AttributeError):
-            pass
+        if version := fetch_version(client, f"{base_url}/version"):
+            info["version"] = version
         try:
             models = client.get(f"{base_url}/v1/models", timeout=5.0).json().get("data", [])
             info["served_models"] = [m.get("id") for m in models if isinstance(m, dict)]

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from slogate.engines.base import COMMON_FAILURES, Launch, diagnose_with
+from slogate.engines.base import COMMON_FAILURES, Launch, diagnose_with, fetch_version
 from slogate.engines.profile import EngineProfile
 from slogate.errors import ConfigError
 from slogate.server import LogDiagnosis, free_port
@@ -177,14 +177,8 @@ class ServerEngine:
         raise NotImplementedError
 
     def describe(self, client: httpx.Client, base_url: str) -> dict[str, Any]:
-        info: dict[str, Any] = {}
-        try:
-            resp = client.get(f"{base_url}/version", timeout=5.0)
-            if resp.status_code == 200:
-                info["version"] = resp.json().get("version")
-        except (httpx.HTTPError, ValueError, AttributeError):
-            pass
-        return info
+        version = fetch_version(client, f"{base_url}/version")
+        return {"version": version} if version else {}
 
     def diagnose(self, log: str) -> LogDiagnosis | None:
         return diagnose_with(self.failures + COMMON_FAILURES, log)

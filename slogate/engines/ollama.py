@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from slogate.engines.base import Launch
+from slogate.engines.base import Launch, fetch_version
 from slogate.engines.launch import Resolved, ServerEngine
 from slogate.errors import ConfigError, EngineStartError
 from slogate.server import tail
@@ -249,11 +249,5 @@ class OllamaEngine(ServerEngine):
             self._load_error = f"{type(exc).__name__}: {exc}"
 
     def describe(self, client: httpx.Client, base_url: str) -> dict[str, Any]:
-        info: dict[str, Any] = {}
-        try:
-            resp = client.get(f"{base_url}/api/version", timeout=5.0)
-            if resp.status_code == 200:
-                info["version"] = resp.json().get("version")
-        except (httpx.HTTPError, ValueError, AttributeError):
-            pass
-        return info
+        version = fetch_version(client, f"{base_url}/api/version")
+        return {"version": version} if version else {}

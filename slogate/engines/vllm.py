@@ -41,7 +41,7 @@ class VllmEngine(ServerEngine):
         (
             r"Available memory on node \d+ .* is less than desired CPU memory utilization",
             "vLLM's CPU backend could not reserve its KV cache",
-            "give it an explicit size: --engine-args=\"--kv-cache-memory-bytes 268435456\" "
+            'give it an explicit size: --engine-args="--kv-cache-memory-bytes 268435456" '
             "or the environment variable VLLM_CPU_KVCACHE_SPACE=1 (GiB)",
         ),
         (
