@@ -152,7 +152,13 @@ def sweep_png(
         ax.set_xscale("log", base=2)
         ax.xaxis.set_major_locator(LogLocator(base=2) if len(loads) > 12 else NullLocator())
         if len(loads) <= 12:
-            ax.set_xticks(loads)
+            # Label a load only when it is not crowded against the previous label (200
+            # between 128 and 256 would print "128200256"); every point keeps its marker.
+            shown: list[float] = []
+            for x in sorted(loads):
+                if not shown or x / shown[-1] >= 1.6:
+                    shown.append(x)
+            ax.set_xticks(shown)
         ax.xaxis.set_minor_locator(NullLocator())
         ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: f"{x:g}"))
         ax.set_xlabel(f"{load_label} (log2 scale)")
