@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -24,3 +25,17 @@ def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytes
         )
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     return pytester
+
+
+def real_engine_python(variable: str, install: str) -> str:
+    """The interpreter of a real engine's venv, from ``variable``.
+
+    CI installs the engines and must run these tests, so there a missing variable is a
+    failure; elsewhere the test is skipped with the command that installs the engine.
+    """
+    python = os.environ.get(variable)
+    if not python:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the real-engine tests: {variable} is not set")
+        pytest.skip(f"set {variable} to a python with {install}")
+    return python

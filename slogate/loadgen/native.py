@@ -35,14 +35,12 @@ arrival times, and raise only ``SSEError`` on malformed input.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from slogate.loadgen.apis import Request, register
-from slogate.loadgen.sse import SSEError, StreamResult, iter_events
-from slogate.loadgen.sse import _data_of as sse_data  # one definition of SSE field rules
+from slogate.loadgen.sse import SSEError, StreamResult, event_data, iter_events, json_object
 
 
 @dataclass
@@ -54,16 +52,6 @@ class NativeStreamResult(StreamResult):
 
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _json_object(data: bytes) -> dict[str, Any]:
-    try:
-        obj = json.loads(data)
-    except (ValueError, RecursionError) as exc:  # RecursionError: nesting too deep
-        raise SSEError(f"not JSON ({exc}): {data[:80]!r}") from None
-    if not isinstance(obj, dict):
-        raise SSEError(f"not a JSON object: {data[:80]!r}")
-    return obj
 
 
 def _error_text(err: Any) -> str:
@@ -95,7 +83,7 @@ class SglangGenerate:
             return parse_sglang_stream(pieces)
         pieces = list(pieces)
         result = NativeStreamResult(done=True)
-        _apply_sglang(result, _json_object(b"".join(p for _, p in pieces)))
+        _apply_sglang(result, json_object(b"".join(p for _, p in pieces), "response"))
         result.text_chunk_ns = [pieces[-1][0]] if result.text and pieces else []
         return result
 
@@ -134,13 +122,13 @@ def parse_sglang_stream(pieces: Iterable[tuple[int, bytes]]) -> NativeStreamResu
     """Parse a streamed ``/generate`` body. Raises ``SSEError`` if it is malformed."""
     result = NativeStreamResult()
     for t, event in iter_events(pieces):
-        data = sse_data(event)
+        data = event_data(event)
         if data is None:
             continue
         if data.strip() == b"[DONE]":
             result.done = True
             continue
-        if _apply_sglang(result, _json_object(data)):
+        if _apply_sglang(result, json_object(data)):
             result.text_chunk_ns.append(t)
     return result
 
@@ -178,7 +166,8 @@ class OllamaGenerate:
         # stream: false answers one JSON object without a trailing newline (gin's c.JSON)
         pieces = list(pieces)
         result = NativeStreamResult()
-        if _apply_ollama(result, _json_object(b"".join(p for _, p in pieces))) and pieces:
+        body = b"".join(p for _, p in pieces)
+        if _apply_ollama(result, json_object(body, "response")) and pieces:
             result.text_chunk_ns = [pieces[-1][0]]
         return result
 
@@ -236,7 +225,7 @@ def parse_ollama_stream(pieces: Iterable[tuple[int, bytes]]) -> NativeStreamResu
     """Parse a streamed ``/api/generate`` body. Raises ``SSEError`` if it is malformed."""
     result = NativeStreamResult()
     for t, line in iter_lines(pieces):
-        if _apply_ollama(result, _json_object(line)):
+        if _apply_ollama(result, json_object(line, "line")):
             result.text_chunk_ns.append(t)
     return result
 

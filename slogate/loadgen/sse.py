@@ -60,7 +60,19 @@ def iter_events(pieces: Iterable[tuple[int, bytes]]) -> Iterator[tuple[int, byte
         raise SSEError(f"stream ended inside an event: {rest[:80]!r}")
 
 
-def _data_of(event: bytes) -> bytes | None:
+def json_object(data: bytes, what: str = "event") -> dict[str, Any]:
+    """``data`` parsed as a JSON object; ``SSEError`` naming ``what`` otherwise."""
+    try:
+        obj = json.loads(data)
+    except (ValueError, RecursionError) as exc:  # RecursionError: nesting too deep
+        raise SSEError(f"{what} is not JSON ({exc}): {data[:80]!r}") from None
+    if not isinstance(obj, dict):
+        raise SSEError(f"{what} is not a JSON object: {data[:80]!r}")
+    return obj
+
+
+def event_data(event: bytes) -> bytes | None:
+    """The ``data:`` payload of one SSE event (None for comments and empty events)."""
     data_lines = []
     for line in event.split(b"\n"):
         if line.startswith(b"data:"):
@@ -92,18 +104,13 @@ def parse_stream(pieces: Iterable[tuple[int, bytes]]) -> StreamResult:
     result = StreamResult()
     texts: list[str] = []
     for t, event in iter_events(pieces):
-        data = _data_of(event)
+        data = event_data(event)
         if data is None:
             continue
         if data.strip() == b"[DONE]":
             result.done = True
             continue
-        try:
-            obj = json.loads(data)
-        except (ValueError, RecursionError) as exc:  # RecursionError: nesting too deep
-            raise SSEError(f"event is not JSON ({exc}): {data[:80]!r}") from None
-        if not isinstance(obj, dict):
-            raise SSEError(f"event is not a JSON object: {data[:80]!r}")
+        obj = json_object(data)
         if "error" in obj or obj.get("object") == "error":
             err = obj.get("error", obj)
             msg = err.get("message") if isinstance(err, dict) else err
@@ -135,12 +142,7 @@ def parse_stream(pieces: Iterable[tuple[int, bytes]]) -> StreamResult:
 
 def parse_json_body(body: bytes) -> StreamResult:
     """A non-streamed response: the whole completion in one JSON object."""
-    try:
-        obj = json.loads(body)
-    except (ValueError, RecursionError) as exc:  # RecursionError: nesting too deep
-        raise SSEError(f"response is not JSON ({exc})") from None
-    if not isinstance(obj, dict):
-        raise SSEError("response is not a JSON object")
+    obj = json_object(body, "response")
     result = StreamResult(done=True)
     texts = []
     choices = obj.get("choices") or []
